@@ -1,0 +1,578 @@
+#include "spec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "decode.h"
+#include "yaml_tree.h"
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define OBJECT(fields, check) {fields, COUNT(fields), check}
+
+static const char *const log_encodings[] = {"TEXT", "JSON", NULL};
+static const char *const log_levels[] = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", NULL};
+static const char *const strategies[] = {"auto", "canary", "in_place", NULL};
+static const char *const backends[] = {"process", "ray", NULL};
+
+static const struct field_schema logging_fields[] = {
+    {"encoding", FIELD_ENUM, 0, 0, NULL, log_encodings, false, NULL},
+    {"log_level", FIELD_ENUM, 0, 0, NULL, log_levels, false, NULL},
+    {"logs_dir", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+    {"enable_access_log", FIELD_BOOL, 0, 0, NULL, NULL, false, NULL},
+    {"additional_log_standard_attrs", FIELD_STRING_LIST, 0, 0, NULL, NULL, false, NULL},
+};
+static const struct object_schema logging_object = OBJECT(logging_fields, NULL);
+
+static const struct field_schema http_fields[] = {
+    {"host", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+    {"port", FIELD_INT, 1, 65535, NULL, NULL, false, NULL},
+    {"root_path", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+    {"request_timeout_s", FIELD_NUMBER, 0, 86400, NULL, NULL, false, NULL},
+    {"keep_alive_timeout_s", FIELD_NUMBER, 0, 86400, NULL, NULL, false, NULL},
+};
+static const struct object_schema http_object = OBJECT(http_fields, NULL);
+
+static const struct field_schema grpc_fields[] = {
+    {"port", FIELD_INT, 1, 65535, NULL, NULL, false, NULL},
+    {"grpc_servicer_functions", FIELD_STRING_LIST, 0, 0, NULL, NULL, false, NULL},
+    {"request_timeout_s", FIELD_NUMBER, 0, 86400, NULL, NULL, false, NULL},
+};
+static const struct object_schema grpc_object = OBJECT(grpc_fields, NULL);
+
+static const struct field_schema tracing_fields[] = {
+    {"enabled", FIELD_BOOL, 0, 0, NULL, NULL, false, NULL},
+    {"exporter_import_path", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+    {"sampling_ratio", FIELD_NUMBER, 0, 1, NULL, NULL, false, NULL},
+};
+static const struct object_schema tracing_object = OBJECT(tracing_fields, NULL);
+
+static void autoscaling_check(struct decode_context *ctx, const struct ynode *node, json_t *out,
+                              const char *path);
+static const struct field_schema autoscaling_fields[] = {
+    {"min_replicas", FIELD_INT, 0, 1024, NULL, NULL, false, "1"},
+    {"max_replicas", FIELD_INT, 1, 1024, NULL, NULL, false, "1"},
+    {"initial_replicas", FIELD_INT, 0, 1024, NULL, NULL, false, NULL},
+    {"target_ongoing_requests", FIELD_NUMBER, 0.001, 1e6, NULL, NULL, false, "2"},
+    {"upscale_delay_s", FIELD_NUMBER, 0, 86400, NULL, NULL, false, "30"},
+    {"downscale_delay_s", FIELD_NUMBER, 0, 86400, NULL, NULL, false, "600"},
+    {"metrics_interval_s", FIELD_NUMBER, 0.1, 3600, NULL, NULL, false, "10"},
+    {"look_back_period_s", FIELD_NUMBER, 0.1, 86400, NULL, NULL, false, "30"},
+    {"smoothing_factor", FIELD_NUMBER, 0.01, 100, NULL, NULL, false, NULL},
+    {"upscale_smoothing_factor", FIELD_NUMBER, 0.01, 100, NULL, NULL, false, NULL},
+    {"downscale_smoothing_factor", FIELD_NUMBER, 0.01, 100, NULL, NULL, false, NULL},
+    {"upscaling_factor", FIELD_NUMBER, 0.01, 100, NULL, NULL, false, NULL},
+    {"downscaling_factor", FIELD_NUMBER, 0.01, 100, NULL, NULL, false, NULL},
+};
+static const struct object_schema autoscaling_object = OBJECT(autoscaling_fields, autoscaling_check);
+
+static const struct field_schema actor_fields[] = {
+    {"num_cpus", FIELD_NUMBER, 0, 1024, NULL, NULL, false, "1"},
+    {"num_gpus", FIELD_NUMBER, 0, 64, NULL, NULL, false, "0"},
+    {"memory", FIELD_NUMBER, 0, 1125899906842624.0, NULL, NULL, false, NULL},
+    {"resources", FIELD_ANY_MAP, 0, 0, NULL, NULL, false, NULL},
+    {"accelerator_type", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+    {"runtime_env", FIELD_ANY_MAP, 0, 0, NULL, NULL, false, NULL},
+};
+static const struct object_schema actor_object = OBJECT(actor_fields, NULL);
+
+static void deployment_check(struct decode_context *ctx, const struct ynode *node, json_t *out,
+                             const char *path);
+static const struct field_schema deployment_fields[] = {
+    {"name", FIELD_CLASS_NAME, 0, 0, NULL, NULL, true, NULL},
+    {"num_replicas", FIELD_INT, 1, 1024, NULL, NULL, false, NULL},
+    {"autoscaling_config", FIELD_OBJECT, 0, 0, &autoscaling_object, NULL, false, NULL},
+    {"user_config", FIELD_ANY, 0, 0, NULL, NULL, false, NULL},
+    {"max_ongoing_requests", FIELD_INT, 1, 100000, NULL, NULL, false, "5"},
+    {"max_queued_requests", FIELD_INT, -1, 1000000, NULL, NULL, false, NULL},
+    {"ray_actor_options", FIELD_OBJECT, 0, 0, &actor_object, NULL, false, "{\"num_cpus\":1,\"num_gpus\":0}"},
+    {"health_check_period_s", FIELD_NUMBER, 0.1, 3600, NULL, NULL, false, "10"},
+    {"health_check_timeout_s", FIELD_NUMBER, 0.1, 3600, NULL, NULL, false, "30"},
+    {"graceful_shutdown_timeout_s", FIELD_NUMBER, 0, 3600, NULL, NULL, false, "20"},
+    {"graceful_shutdown_wait_loop_s", FIELD_NUMBER, 0, 3600, NULL, NULL, false, "2"},
+    {"logging_config", FIELD_OBJECT, 0, 0, &logging_object, NULL, false, NULL},
+};
+static const struct object_schema deployment_object = OBJECT(deployment_fields, deployment_check);
+
+static void application_check(struct decode_context *ctx, const struct ynode *node, json_t *out,
+                              const char *path);
+static const struct field_schema application_fields[] = {
+    {"name", FIELD_NAME, 0, 0, NULL, NULL, true, NULL},
+    {"route_prefix", FIELD_PATH, 0, 0, NULL, NULL, false, "\"/\""},
+    {"import_path", FIELD_STRING, 0, 0, NULL, NULL, true, NULL},
+    {"runtime_env", FIELD_ANY_MAP, 0, 0, NULL, NULL, false, NULL},
+    {"args", FIELD_ANY_MAP, 0, 0, NULL, NULL, false, NULL},
+    {"deployments", FIELD_NAMED_LIST, 0, 0, &deployment_object, NULL, true, NULL},
+    {"logging_config", FIELD_OBJECT, 0, 0, &logging_object, NULL, false, NULL},
+};
+static const struct object_schema application_object = OBJECT(application_fields, application_check);
+
+static const struct field_schema rollout_fields[] = {
+    {"strategy", FIELD_ENUM, 0, 0, NULL, strategies, false, "\"auto\""},
+    {"canary_percent", FIELD_INT, 0, 100, NULL, NULL, false, NULL},
+    {"max_surge_percent", FIELD_INT, 1, 100, NULL, NULL, false, NULL},
+    {"timeout", FIELD_DURATION, 1, 30 * 86400, NULL, NULL, false, NULL},
+    {"policy", FIELD_NAME, 0, 0, NULL, NULL, false, NULL},
+};
+static const struct object_schema rollout_object = OBJECT(rollout_fields, NULL);
+
+static const struct field_schema process_application_fields[] = {
+    {"name", FIELD_NAME, 0, 0, NULL, NULL, true, NULL},
+    {"command", FIELD_STRING_LIST, 0, 0, NULL, NULL, true, NULL},
+    {"health_path", FIELD_PATH, 0, 0, NULL, NULL, false, "\"/-/healthz\""},
+    {"reconfigure_path", FIELD_PATH, 0, 0, NULL, NULL, false, NULL},
+    {"ingress", FIELD_CLASS_NAME, 0, 0, NULL, NULL, false, NULL},
+    {"env", FIELD_STRING_MAP, 0, 0, NULL, NULL, false, NULL},
+    {"working_dir", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+};
+static const struct object_schema process_application_object =
+    OBJECT(process_application_fields, NULL);
+
+static const struct field_schema process_fields[] = {
+    {"applications", FIELD_NAMED_LIST, 0, 0, &process_application_object, NULL, true, NULL},
+};
+static const struct object_schema process_object = OBJECT(process_fields, NULL);
+
+static const struct field_schema backend_fields[] = {
+    {"type", FIELD_ENUM, 0, 0, NULL, backends, false, "\"process\""},
+    {"process", FIELD_OBJECT, 0, 0, &process_object, NULL, false, NULL},
+    {"ray", FIELD_ANY_MAP, 0, 0, NULL, NULL, false, NULL},
+};
+static const struct object_schema backend_object = OBJECT(backend_fields, NULL);
+
+static void service_check(struct decode_context *ctx, const struct ynode *node, json_t *out,
+                          const char *path);
+static const struct field_schema service_fields[] = {
+    {"name", FIELD_NAME, 0, 0, NULL, NULL, true, NULL},
+    {"version_name", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+    {"image_uri", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+    {"containerfile", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+    {"compute_config", FIELD_NAME_OR_ANY_MAP, 0, 0, NULL, NULL, false, NULL},
+    {"cloud", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+    {"project", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+    {"working_dir", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
+    {"excludes", FIELD_STRING_LIST, 0, 0, NULL, NULL, false, NULL},
+    {"requirements", FIELD_STRING_OR_LIST, 0, 0, NULL, NULL, false, NULL},
+    {"py_modules", FIELD_STRING_LIST, 0, 0, NULL, NULL, false, NULL},
+    {"env_vars", FIELD_STRING_MAP, 0, 0, NULL, NULL, false, NULL},
+    {"query_auth_token_enabled", FIELD_BOOL, 0, 0, NULL, NULL, false, NULL},
+    {"http_options", FIELD_OBJECT, 0, 0, &http_object, NULL, false, NULL},
+    {"grpc_options", FIELD_OBJECT, 0, 0, &grpc_object, NULL, false, NULL},
+    {"logging_config", FIELD_OBJECT, 0, 0, &logging_object, NULL, false, NULL},
+    {"tracing_config", FIELD_OBJECT, 0, 0, &tracing_object, NULL, false, NULL},
+    {"tags", FIELD_STRING_MAP, 0, 0, NULL, NULL, false, NULL},
+    {"applications", FIELD_NAMED_LIST, 0, 0, &application_object, NULL, true, NULL},
+    {"rollout", FIELD_OBJECT, 0, 0, &rollout_object, NULL, false, "{\"strategy\":\"auto\"}"},
+    {"backend", FIELD_OBJECT, 0, 0, &backend_object, NULL, false, "{\"type\":\"process\"}"},
+};
+static const struct object_schema service_object = OBJECT(service_fields, service_check);
+
+/* ---- cross-field checks ---- */
+
+static const struct ynode *node_or(const struct ynode *child, const struct ynode *parent)
+{
+    return child ? child : parent;
+}
+
+static void autoscaling_check(struct decode_context *ctx, const struct ynode *node, json_t *out,
+                              const char *path)
+{
+    json_t *min = json_object_get(out, "min_replicas");
+    json_t *max = json_object_get(out, "max_replicas");
+    json_t *initial = json_object_get(out, "initial_replicas");
+    if (!min || !max)
+        return;
+    json_int_t lo = json_integer_value(min), hi = json_integer_value(max);
+    char field[512];
+    if (lo > hi) {
+        decode_path_join(field, sizeof(field), path, "min_replicas");
+        decode_error(ctx, node_or(ynode_map_get(node, "min_replicas"), node), field,
+                     "min_replicas %lld is above max_replicas %lld", (long long)lo, (long long)hi);
+    }
+    if (initial && (json_integer_value(initial) < lo || json_integer_value(initial) > hi)) {
+        decode_path_join(field, sizeof(field), path, "initial_replicas");
+        decode_error(ctx, ynode_map_get(node, "initial_replicas"), field,
+                     "initial_replicas %lld is outside min_replicas..max_replicas (%lld..%lld)",
+                     (long long)json_integer_value(initial), (long long)lo, (long long)hi);
+    }
+}
+
+static void deployment_check(struct decode_context *ctx, const struct ynode *node, json_t *out,
+                             const char *path)
+{
+    const struct ynode *replicas = ynode_map_get(node, "num_replicas");
+    const struct ynode *autoscaling = ynode_map_get(node, "autoscaling_config");
+    if (replicas && autoscaling && !ynode_is_null(replicas) && !ynode_is_null(autoscaling)) {
+        char field[512];
+        decode_path_join(field, sizeof(field), path, "num_replicas");
+        decode_error(ctx, replicas, field,
+                     "num_replicas and autoscaling_config are exclusive; remove num_replicas or "
+                     "set autoscaling_config.initial_replicas");
+    }
+    if (!json_object_get(out, "num_replicas") && !json_object_get(out, "autoscaling_config"))
+        json_object_set_new(out, "num_replicas", json_integer(1));
+}
+
+static void application_check(struct decode_context *ctx, const struct ynode *node, json_t *out,
+                              const char *path)
+{
+    json_t *deployments = json_object_get(out, "deployments");
+    if (deployments && json_array_size(deployments) == 0) {
+        char field[512];
+        decode_path_join(field, sizeof(field), path, "deployments");
+        decode_error(ctx, ynode_map_get(node, "deployments"), field,
+                     "an application needs at least one deployment");
+    }
+}
+
+static const struct ynode *named_item(const struct ynode *list, const char *name)
+{
+    if (!list || list->kind != YNODE_SEQUENCE)
+        return NULL;
+    for (size_t i = 0; i < list->count; i++) {
+        const struct ynode *n = ynode_map_get(list->items[i], "name");
+        if (n && n->kind == YNODE_SCALAR && !strcmp(n->value, name))
+            return list->items[i];
+    }
+    return NULL;
+}
+
+static json_t *json_named_item(json_t *array, const char *name)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(array, i, item)
+    {
+        const char *n = json_string_value(json_object_get(item, "name"));
+        if (n && !strcmp(n, name))
+            return item;
+    }
+    return NULL;
+}
+
+static void check_process_backend(struct decode_context *ctx, const struct ynode *node,
+                                  json_t *out)
+{
+    json_t *applications = json_object_get(out, "applications");
+    json_t *backend = json_object_get(out, "backend");
+    const struct ynode *backend_node = ynode_map_get(node, "backend");
+    if (!applications || !backend)
+        return;
+    if (strcmp(json_string_value(json_object_get(backend, "type")), "process") != 0)
+        return;
+    json_t *process = json_object_get(backend, "process");
+    const struct ynode *process_node = ynode_map_get(backend_node, "process");
+    json_t *entries = process ? json_object_get(process, "applications") : NULL;
+    const struct ynode *entries_node = ynode_map_get(process_node, "applications");
+    size_t i;
+    json_t *app;
+    char field[512];
+    json_array_foreach(applications, i, app)
+    {
+        const char *name = json_string_value(json_object_get(app, "name"));
+        if (!name)
+            continue;
+        json_t *entry = entries ? json_named_item(entries, name) : NULL;
+        if (!entry) {
+            const struct ynode *app_node = named_item(ynode_map_get(node, "applications"), name);
+            snprintf(field, sizeof(field), "backend.process.applications[%s]", name);
+            decode_error(ctx, app_node, field,
+                         "application '%s' has no command; add it under "
+                         "backend.process.applications with name: %s",
+                         name, name);
+            continue;
+        }
+        json_t *command = json_object_get(entry, "command");
+        if (command && json_array_size(command) == 0) {
+            snprintf(field, sizeof(field), "backend.process.applications[%s].command", name);
+            decode_error(ctx, ynode_map_get(named_item(entries_node, name), "command"), field,
+                         "command must name a program to run");
+        }
+        const char *ingress = json_string_value(json_object_get(entry, "ingress"));
+        if (ingress && !json_named_item(json_object_get(app, "deployments"), ingress)) {
+            snprintf(field, sizeof(field), "backend.process.applications[%s].ingress", name);
+            decode_error(ctx, ynode_map_get(named_item(entries_node, name), "ingress"), field,
+                         "'%s' is not a deployment of application '%s'", ingress, name);
+        }
+    }
+    json_array_foreach(entries, i, app)
+    {
+        const char *name = json_string_value(json_object_get(app, "name"));
+        if (name && !json_named_item(applications, name)) {
+            snprintf(field, sizeof(field), "backend.process.applications[%s]", name);
+            decode_error(ctx, ynode_map_get(named_item(entries_node, name), "name"), field,
+                         "no application named '%s' in applications", name);
+        }
+    }
+}
+
+static void service_check(struct decode_context *ctx, const struct ynode *node, json_t *out,
+                          const char *path)
+{
+    (void)path;
+    if (json_object_get(out, "image_uri") && json_object_get(out, "containerfile"))
+        decode_error(ctx, ynode_map_get(node, "containerfile"), "containerfile",
+                     "image_uri and containerfile are exclusive; keep one of them");
+
+    json_t *rollout = json_object_get(out, "rollout");
+    const struct ynode *rollout_node = ynode_map_get(node, "rollout");
+    const char *strategy = json_string_value(json_object_get(rollout, "strategy"));
+    if (strategy && !strcmp(strategy, "in_place")) {
+        static const char *const surge_fields[] = {"canary_percent", "max_surge_percent"};
+        for (size_t i = 0; i < COUNT(surge_fields); i++) {
+            if (!json_object_get(rollout, surge_fields[i]))
+                continue;
+            char field[64];
+            snprintf(field, sizeof(field), "rollout.%s", surge_fields[i]);
+            decode_error(ctx, ynode_map_get(rollout_node, surge_fields[i]), field,
+                         "%s applies to canary rollouts; remove it or set strategy to auto or "
+                         "canary",
+                         surge_fields[i]);
+        }
+    }
+
+    /* two applications cannot share a route */
+    json_t *applications = json_object_get(out, "applications");
+    const struct ynode *applications_node = ynode_map_get(node, "applications");
+    for (size_t i = 0; i < json_array_size(applications); i++) {
+        const char *route = json_string_value(json_object_get(json_array_get(applications, i), "route_prefix"));
+        for (size_t j = 0; route && j < i; j++) {
+            const char *other = json_string_value(
+                json_object_get(json_array_get(applications, j), "route_prefix"));
+            if (other && !strcmp(route, other)) {
+                const char *name =
+                    json_string_value(json_object_get(json_array_get(applications, i), "name"));
+                char field[256];
+                snprintf(field, sizeof(field), "applications[%s].route_prefix", name ? name : "?");
+                const struct ynode *app = name ? named_item(applications_node, name) : NULL;
+                decode_error(ctx, node_or(ynode_map_get(app, "route_prefix"), app), field,
+                             "route_prefix '%s' is already used by application '%s'", route,
+                             json_string_value(json_object_get(json_array_get(applications, j), "name")));
+                break;
+            }
+        }
+    }
+    if (applications && json_array_size(applications) == 0)
+        decode_error(ctx, applications_node, "applications",
+                     "a service needs at least one application");
+    check_process_backend(ctx, node, out);
+}
+
+/* ---- typed view ---- */
+
+static char *dup_string(json_t *value)
+{
+    const char *s = json_string_value(value);
+    return s ? strdup(s) : NULL;
+}
+
+static double number_or(json_t *value, double fallback)
+{
+    return json_is_number(value) ? json_number_value(value) : fallback;
+}
+
+static void fill_deployment(struct deployment_spec *d, json_t *doc)
+{
+    d->name = dup_string(json_object_get(doc, "name"));
+    json_t *autoscaling = json_object_get(doc, "autoscaling_config");
+    if (autoscaling) {
+        d->autoscaling = true;
+        d->min_replicas = (int)json_integer_value(json_object_get(autoscaling, "min_replicas"));
+        d->max_replicas = (int)json_integer_value(json_object_get(autoscaling, "max_replicas"));
+        json_t *initial = json_object_get(autoscaling, "initial_replicas");
+        d->initial_replicas = initial ? (int)json_integer_value(initial) : d->min_replicas;
+        d->target_ongoing_requests =
+            number_or(json_object_get(autoscaling, "target_ongoing_requests"), 2);
+        d->num_replicas = d->initial_replicas;
+    } else {
+        d->num_replicas = (int)json_integer_value(json_object_get(doc, "num_replicas"));
+        d->min_replicas = d->max_replicas = d->initial_replicas = d->num_replicas;
+    }
+    json_t *actor = json_object_get(doc, "ray_actor_options");
+    d->num_cpus = number_or(json_object_get(actor, "num_cpus"), 1);
+    d->num_gpus = number_or(json_object_get(actor, "num_gpus"), 0);
+    d->memory = (long long)number_or(json_object_get(actor, "memory"), 0);
+    d->max_ongoing_requests = (int)json_integer_value(json_object_get(doc, "max_ongoing_requests"));
+    d->health_check_period_s = number_or(json_object_get(doc, "health_check_period_s"), 10);
+    d->health_check_timeout_s = number_or(json_object_get(doc, "health_check_timeout_s"), 30);
+    d->graceful_shutdown_timeout_s =
+        number_or(json_object_get(doc, "graceful_shutdown_timeout_s"), 20);
+    d->graceful_shutdown_wait_loop_s =
+        number_or(json_object_get(doc, "graceful_shutdown_wait_loop_s"), 2);
+}
+
+static char **dup_argv(json_t *array)
+{
+    size_t n = json_array_size(array);
+    char **argv = calloc(n + 1, sizeof(*argv));
+    if (!argv)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        argv[i] = dup_string(json_array_get(array, i));
+    return argv;
+}
+
+static int fill_typed(struct service_spec *spec)
+{
+    json_t *doc = spec->doc;
+    spec->name = dup_string(json_object_get(doc, "name"));
+    spec->version_name = dup_string(json_object_get(doc, "version_name"));
+    json_t *rollout = json_object_get(doc, "rollout");
+    const char *strategy = json_string_value(json_object_get(rollout, "strategy"));
+    spec->rollout.strategy = !strcmp(strategy, "canary")     ? STRATEGY_CANARY
+                             : !strcmp(strategy, "in_place") ? STRATEGY_IN_PLACE
+                                                             : STRATEGY_AUTO;
+    json_t *value = json_object_get(rollout, "canary_percent");
+    spec->rollout.canary_percent = value ? (int)json_integer_value(value) : -1;
+    spec->rollout.max_surge_percent =
+        (int)json_integer_value(json_object_get(rollout, "max_surge_percent"));
+    spec->rollout.timeout_s = json_integer_value(json_object_get(rollout, "timeout"));
+    spec->rollout.policy = dup_string(json_object_get(rollout, "policy"));
+
+    json_t *backend = json_object_get(doc, "backend");
+    spec->backend = dup_string(json_object_get(backend, "type"));
+    spec->http_port =
+        (int)json_integer_value(json_object_get(json_object_get(doc, "http_options"), "port"));
+    json_t *process_entries =
+        json_object_get(json_object_get(backend, "process"), "applications");
+
+    json_t *applications = json_object_get(doc, "applications");
+    spec->application_count = json_array_size(applications);
+    spec->applications = calloc(spec->application_count, sizeof(*spec->applications));
+    if (!spec->applications || !spec->name || !spec->backend)
+        return -1;
+    for (size_t i = 0; i < spec->application_count; i++) {
+        struct application_spec *app = &spec->applications[i];
+        json_t *app_doc = json_array_get(applications, i);
+        app->name = dup_string(json_object_get(app_doc, "name"));
+        app->route_prefix = dup_string(json_object_get(app_doc, "route_prefix"));
+        json_t *deployments = json_object_get(app_doc, "deployments");
+        app->deployment_count = json_array_size(deployments);
+        app->deployments = calloc(app->deployment_count, sizeof(*app->deployments));
+        if (!app->deployments)
+            return -1;
+        for (size_t j = 0; j < app->deployment_count; j++)
+            fill_deployment(&app->deployments[j], json_array_get(deployments, j));
+        json_t *entry = process_entries ? json_named_item(process_entries, app->name) : NULL;
+        if (entry) {
+            app->command = dup_argv(json_object_get(entry, "command"));
+            app->health_path = dup_string(json_object_get(entry, "health_path"));
+            app->reconfigure_path = dup_string(json_object_get(entry, "reconfigure_path"));
+            app->ingress = dup_string(json_object_get(entry, "ingress"));
+        }
+        if (!app->ingress && app->deployment_count)
+            app->ingress = strdup(app->deployments[0].name);
+    }
+    return 0;
+}
+
+char *spec_canonical_text(const json_t *doc)
+{
+    return json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+}
+
+static void hash_version(struct service_spec *spec)
+{
+    char *text = spec_canonical_text(spec->version_doc);
+    unsigned long long h = 0xcbf29ce484222325ULL; /* FNV-1a 64 */
+    for (const unsigned char *p = (const unsigned char *)text; p && *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
+    snprintf(spec->version, sizeof(spec->version), "%016llx", h);
+    free(text);
+}
+
+struct service_spec *spec_parse(const char *text, size_t length, const char *file,
+                                struct diag *diag)
+{
+    size_t before = diag->count;
+    struct ytree *tree = ytree_parse(text, length, file, diag);
+    if (!tree) {
+        if (diag->count == before)
+            diag_add(diag, file, 0, 0, "", "out of memory while reading the file");
+        return NULL;
+    }
+    const struct ynode *root = ytree_root(tree);
+    struct decode_context ctx = {.file = file, .diag = diag};
+    json_t *doc = root ? decode_object(&ctx, root, &service_object, "") : NULL;
+    if (!root)
+        diag_add(diag, file, 1, 1, "", "the file is empty; a service spec needs name and applications");
+    ytree_free(tree);
+    if (!doc || ctx.errors) {
+        json_decref(doc);
+        if (diag->count == before)
+            diag_add(diag, file, 1, 1, "", "not a valid service spec");
+        return NULL;
+    }
+    struct service_spec *spec = calloc(1, sizeof(*spec));
+    if (!spec) {
+        json_decref(doc);
+        return NULL;
+    }
+    spec->doc = doc;
+    spec->file = strdup(file);
+    spec->version_doc = json_deep_copy(doc);
+    if (spec->version_doc)
+        json_object_del(spec->version_doc, "rollout");
+    if (!spec->file || !spec->version_doc || fill_typed(spec) < 0) {
+        spec_free(spec);
+        diag_add(diag, file, 0, 0, "", "out of memory while reading the file");
+        return NULL;
+    }
+    hash_version(spec);
+    return spec;
+}
+
+void spec_free(struct service_spec *spec)
+{
+    if (!spec)
+        return;
+    for (size_t i = 0; i < spec->application_count; i++) {
+        struct application_spec *app = &spec->applications[i];
+        for (size_t j = 0; j < app->deployment_count; j++)
+            free(app->deployments[j].name);
+        free(app->deployments);
+        for (size_t k = 0; app->command && app->command[k]; k++)
+            free(app->command[k]);
+        free(app->command);
+        free(app->name);
+        free(app->route_prefix);
+        free(app->health_path);
+        free(app->reconfigure_path);
+        free(app->ingress);
+    }
+    free(spec->applications);
+    free(spec->file);
+    free(spec->name);
+    free(spec->version_name);
+    free(spec->rollout.policy);
+    free(spec->backend);
+    json_decref(spec->doc);
+    json_decref(spec->version_doc);
+    free(spec);
+}
+
+const char *rollout_strategy_name(enum rollout_strategy strategy)
+{
+    switch (strategy) {
+    case STRATEGY_CANARY:
+        return "canary";
+    case STRATEGY_IN_PLACE:
+        return "in_place";
+    default:
+        return "auto";
+    }
+}
+
+char *spec_guess_name(const char *text, size_t length)
+{
+    struct diag ignored = DIAG_INIT;
+    struct ytree *tree = ytree_parse(text, length, "", &ignored);
+    diag_clear(&ignored);
+    const struct ynode *name = ynode_map_get(ytree_root(tree), "name");
+    char *result = name && name->kind == YNODE_SCALAR && decode_is_name(name->value)
+                       ? strdup(name->value)
+                       : NULL;
+    ytree_free(tree);
+    return result;
+}

@@ -1,0 +1,88 @@
+/*
+ * spec.h - the service spec: one YAML file per service.
+ *
+ * spec_parse() turns the text of one file into a struct service_spec, or
+ * records every error (file:line:column, field path, message) and returns
+ * NULL. The spec keeps two canonical JSON documents: `doc`, everything the
+ * file says with defaults filled in, and `version_doc`, the part that makes a
+ * version (everything but the rollout section), whose hash names the version.
+ * Typed fields below are read from `doc` for the planner and the agent.
+ * Pure: no I/O.
+ */
+#ifndef ROLLD_SPEC_H
+#define ROLLD_SPEC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+
+enum rollout_strategy { STRATEGY_AUTO, STRATEGY_CANARY, STRATEGY_IN_PLACE };
+
+struct deployment_spec {
+    char *name;
+    int num_replicas;      /* fixed count; with autoscaling, the initial count */
+    bool autoscaling;
+    int min_replicas, max_replicas, initial_replicas;
+    double target_ongoing_requests;
+    double num_cpus, num_gpus;
+    long long memory; /* bytes */
+    int max_ongoing_requests;
+    double health_check_period_s, health_check_timeout_s;
+    double graceful_shutdown_timeout_s, graceful_shutdown_wait_loop_s;
+};
+
+struct application_spec {
+    char *name;
+    char *route_prefix;
+    struct deployment_spec *deployments;
+    size_t deployment_count;
+    /* process backend */
+    char **command; /* NULL-terminated argv; "{port}" stands for the replica's port */
+    char *health_path;
+    char *reconfigure_path; /* NULL: user_config changes need a restart */
+    char *ingress;          /* deployment that receives the route's traffic */
+};
+
+struct rollout_spec {
+    enum rollout_strategy strategy;
+    int canary_percent;    /* -1 when not set */
+    int max_surge_percent; /* 0 when not set */
+    long long timeout_s;   /* 0: the policy's */
+    char *policy;          /* NULL: the agent's default policy */
+};
+
+struct service_spec {
+    char *file;
+    char *name;
+    char *version_name; /* NULL when not set */
+    char version[17];   /* hash of version_doc, 16 hex digits */
+    json_t *doc;
+    json_t *version_doc;
+    struct rollout_spec rollout;
+    char *backend; /* "process", "ray", ... */
+    int http_port; /* 0 when not set */
+    struct application_spec *applications;
+    size_t application_count;
+};
+
+#define SPEC_NAME_MAX 63
+
+/* Parses one file's text. Returns a spec (caller frees with spec_free) or
+ * NULL with at least one entry added to diag. */
+struct service_spec *spec_parse(const char *text, size_t length, const char *file,
+                                struct diag *diag);
+void spec_free(struct service_spec *spec);
+
+/* The canonical JSON of a spec as text (compact, sorted keys); caller frees. */
+char *spec_canonical_text(const json_t *doc);
+
+const char *rollout_strategy_name(enum rollout_strategy strategy);
+
+
+
+/* Best-effort service name of a file that may not be valid: the top-level
+ * `name` if it can be read, else NULL. Caller frees. */
+char *spec_guess_name(const char *text, size_t length);
+#endif
