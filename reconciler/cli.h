@@ -10,6 +10,10 @@
 
 int cli_validate(int argc, char **argv);
 int cli_plan(int argc, char **argv);
+int cli_run(int argc, char **argv);
+int cli_status(int argc, char **argv);
+/* rollback, retry, sync: a request to the running agent's control socket */
+int cli_control(int argc, char **argv);
 
 /* Loads the policies from dir, or from the default directory when NULL. */
 int cli_load_policies(const char *dir, struct policy_set *set, struct diag *diag);

@@ -291,7 +291,9 @@ static json_t *decode_named_list(struct decode_context *ctx, const struct ynode 
         for (size_t j = 0; decoded_name && j < json_array_size(array); j++) {
             const char *other = json_string_value(json_object_get(json_array_get(array, j), "name"));
             if (other && !strcmp(other, decoded_name)) {
-                decode_error(ctx, name, item_path, "duplicate name '%s'; names must be unique in %s",
+                decode_error(ctx, name, item_path,
+                             "duplicate name '%s'; names must be unique in %s, so rename or "
+                             "remove one of them",
                              decoded_name, path);
                 break;
             }
@@ -454,6 +456,11 @@ static json_t *decode_field(struct decode_context *ctx, const struct ynode *node
     return NULL;
 }
 
+json_t *decode_any(const struct ynode *node)
+{
+    return any_to_json(node);
+}
+
 json_t *decode_object(struct decode_context *ctx, const struct ynode *node,
                       const struct object_schema *schema, const char *path)
 {
@@ -482,13 +489,14 @@ json_t *decode_object(struct decode_context *ctx, const struct ynode *node,
                 decode_error(ctx, key, field_path, "unknown field '%s'; did you mean '%s'?",
                              key->value, near);
             else
-                decode_error(ctx, key, field_path, "unknown field '%s'", key->value);
+                decode_error(ctx, key, field_path,
+                             "unknown field '%s'; remove it or check its spelling", key->value);
             continue;
         }
         if (ynode_is_null(value) && field->type != FIELD_ANY) {
             /* an explicit null means "not set", as in Ray Serve's config */
             if (field->required)
-                decode_error(ctx, value, field_path, "must not be empty");
+                decode_error(ctx, value, field_path, "must not be empty; give it a value");
             continue;
         }
         json_t *decoded = decode_field(ctx, value, field, field_path);
@@ -497,12 +505,18 @@ json_t *decode_object(struct decode_context *ctx, const struct ynode *node,
     }
     for (size_t f = 0; f < schema->field_count; f++) {
         const struct field_schema *field = &schema->fields[f];
-        if (json_object_get(out, field->key) || ynode_map_get(node, field->key))
+        /* a key that is written and not null was decoded or reported above; an
+         * explicit null is "not set" and takes the default like a missing key */
+        const struct ynode *written = ynode_map_get(node, field->key);
+        if (json_object_get(out, field->key) || (written && !ynode_is_null(written)))
             continue;
         if (field->required) {
+            if (written)
+                continue; /* null: reported as empty above */
             char field_path[PATH_SIZE];
             decode_path_join(field_path, sizeof(field_path), path, field->key);
-            decode_error(ctx, node, field_path, "required field '%s' is missing", field->key);
+            decode_error(ctx, node, field_path, "required field '%s' is missing; add it",
+                         field->key);
         } else if (field->default_json) {
             json_t *value = json_loads(field->default_json, JSON_DECODE_ANY, NULL);
             if (value)

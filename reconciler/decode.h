@@ -88,4 +88,7 @@ int decode_duration(const char *text, long long *seconds);
 
 bool decode_is_name(const char *text);
 
+/* Any YAML node as JSON (YAML 1.2 core schema for plain scalars); caller decrefs. */
+json_t *decode_any(const struct ynode *node);
+
 #endif

@@ -15,6 +15,12 @@ static void usage(FILE *out)
           "  validate PATH...                 check service specs (files or directories)\n"
           "  plan NEW --against OLD           what a change from OLD to NEW would do\n"
           "        [--format text|json|markdown] [--policies DIR]\n"
+          "  run --source DIR [--state-dir DIR] the agent: keeps services as their specs say\n"
+          "  status [SERVICE] [--format text|json] [--watch]\n"
+          "                                   where each service stands\n"
+          "  rollback SERVICE                 roll back the rollout in progress\n"
+          "  retry SERVICE                    retry a version that was rolled back\n"
+          "  sync                             read the source again now\n"
           "  version                          print the version\n",
           out);
 }
@@ -61,6 +67,12 @@ int main(int argc, char **argv)
         return cli_validate(argc - 1, argv + 1);
     if (!strcmp(command, "plan"))
         return cli_plan(argc - 1, argv + 1);
+    if (!strcmp(command, "run"))
+        return cli_run(argc - 1, argv + 1);
+    if (!strcmp(command, "status"))
+        return cli_status(argc - 1, argv + 1);
+    if (!strcmp(command, "rollback") || !strcmp(command, "retry") || !strcmp(command, "sync"))
+        return cli_control(argc - 1, argv + 1);
     if (!strcmp(command, "version") || !strcmp(command, "--version")) {
         printf("rolld %s\n", ROLLD_VERSION);
         return 0;

@@ -20,6 +20,11 @@ static void canary_check(struct decode_context *ctx, const struct ynode *node, j
     const struct ynode *steps_node = ynode_map_get(node, "steps");
     if (!steps)
         return;
+    /* a step refused on its own is already reported and missing from steps,
+     * whose indices then no longer match the file's */
+    if (steps_node && steps_node->kind == YNODE_SEQUENCE &&
+        json_array_size(steps) != steps_node->count)
+        return;
     if (json_array_size(steps) == 0 || json_array_size(steps) > POLICY_MAX_STEPS) {
         decode_error(ctx, steps_node, "canary.steps", "give 1 to %d traffic steps",
                      POLICY_MAX_STEPS);

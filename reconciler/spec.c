@@ -293,6 +293,11 @@ static void check_process_backend(struct decode_context *ctx, const struct ynode
             decode_error(ctx, ynode_map_get(named_item(entries_node, name), "ingress"), field,
                          "'%s' is not a deployment of application '%s'", ingress, name);
         }
+        /* the default ingress is the first deployment: written into the
+         * canonical doc so that the version does not hang on list order */
+        json_t *first = json_array_get(json_object_get(app, "deployments"), 0);
+        if (!ingress && json_object_get(first, "name"))
+            json_object_set(entry, "ingress", json_object_get(first, "name"));
     }
     json_array_foreach(entries, i, app)
     {
@@ -470,9 +475,44 @@ char *spec_canonical_text(const json_t *doc)
     return json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
 }
 
+static int compare_by_name(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "name"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "name"));
+    return strcmp(x ? x : "", y ? y : "");
+}
+
+/* Sorts a list of named things in place by name. */
+static void sort_by_name(json_t *array)
+{
+    size_t n = json_array_size(array);
+    json_t **items = n ? calloc(n, sizeof(*items)) : NULL;
+    if (!items)
+        return;
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_incref(json_array_get(array, i));
+    qsort(items, n, sizeof(*items), compare_by_name);
+    json_array_clear(array);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(array, items[i]);
+    free(items);
+}
+
 static void hash_version(struct service_spec *spec)
 {
-    char *text = spec_canonical_text(spec->version_doc);
+    /* applications, deployments and process entries are matched by name
+     * (see diff.h), so their order in the file is not part of the version */
+    json_t *ordered = json_deep_copy(spec->version_doc);
+    json_t *applications = json_object_get(ordered, "applications");
+    sort_by_name(applications);
+    size_t i;
+    json_t *app;
+    json_array_foreach(applications, i, app)
+        sort_by_name(json_object_get(app, "deployments"));
+    sort_by_name(json_object_get(
+        json_object_get(json_object_get(ordered, "backend"), "process"), "applications"));
+    char *text = spec_canonical_text(ordered ? ordered : spec->version_doc);
+    json_decref(ordered);
     unsigned long long h = 0xcbf29ce484222325ULL; /* FNV-1a 64 */
     for (const unsigned char *p = (const unsigned char *)text; p && *p; p++) {
         h ^= *p;
@@ -481,6 +521,8 @@ static void hash_version(struct service_spec *spec)
     snprintf(spec->version, sizeof(spec->version), "%016llx", h);
     free(text);
 }
+
+static struct service_spec *spec_from_doc_steal(json_t *doc, const char *file, struct diag *diag);
 
 struct service_spec *spec_parse(const char *text, size_t length, const char *file,
                                 struct diag *diag)
@@ -504,6 +546,11 @@ struct service_spec *spec_parse(const char *text, size_t length, const char *fil
             diag_add(diag, file, 1, 1, "", "not a valid service spec");
         return NULL;
     }
+    return spec_from_doc_steal(doc, file, diag);
+}
+
+static struct service_spec *spec_from_doc_steal(json_t *doc, const char *file, struct diag *diag)
+{
     struct service_spec *spec = calloc(1, sizeof(*spec));
     if (!spec) {
         json_decref(doc);
@@ -516,11 +563,22 @@ struct service_spec *spec_parse(const char *text, size_t length, const char *fil
         json_object_del(spec->version_doc, "rollout");
     if (!spec->file || !spec->version_doc || fill_typed(spec) < 0) {
         spec_free(spec);
-        diag_add(diag, file, 0, 0, "", "out of memory while reading the file");
+        if (diag)
+            diag_add(diag, file, 0, 0, "", "out of memory while reading the file");
         return NULL;
     }
     hash_version(spec);
     return spec;
+}
+
+struct service_spec *spec_from_doc(json_t *doc, const char *file)
+{
+    if (!json_is_object(doc) || !json_is_array(json_object_get(doc, "applications")) ||
+        !json_is_string(json_object_get(doc, "name")) ||
+        !json_is_object(json_object_get(doc, "rollout")) ||
+        !json_is_object(json_object_get(doc, "backend")))
+        return NULL;
+    return spec_from_doc_steal(json_incref(doc), file ? file : "", NULL);
 }
 
 void spec_free(struct service_spec *spec)

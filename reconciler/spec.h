@@ -82,6 +82,10 @@ const char *rollout_strategy_name(enum rollout_strategy strategy);
 
 
 
+/* A spec from a canonical doc that spec_parse produced earlier (as kept in
+ * the state store); takes a reference to doc. NULL on a doc it cannot read. */
+struct service_spec *spec_from_doc(json_t *doc, const char *file);
+
 /* Best-effort service name of a file that may not be valid: the top-level
  * `name` if it can be read, else NULL. Caller frees. */
 char *spec_guess_name(const char *text, size_t length);

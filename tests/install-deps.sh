@@ -4,8 +4,9 @@
 #   tests/install-deps.sh test    that plus what the test suite needs
 set -euo pipefail
 
-build_packages=(build-essential cmake pkg-config libyaml-dev libjansson-dev)
-test_packages=(libcmocka-dev clang libclang-rt-14-dev nodejs npm)
+build_packages=(build-essential cmake pkg-config libyaml-dev libjansson-dev libsystemd-dev
+                libcurl4-openssl-dev libmicrohttpd-dev haproxy curl)
+test_packages=(libcmocka-dev clang libclang-rt-14-dev nodejs npm wrk)
 
 packages=("${build_packages[@]}")
 if [ "${1:-build}" = test ]; then

@@ -1,0 +1,1021 @@
+#include "process.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "capacity.h"
+#include "http_client.h"
+
+extern char **environ;
+
+enum replica_state {
+    REPLICA_PENDING,  /* recorded, no process yet */
+    REPLICA_STARTING, /* running, not yet healthy */
+    REPLICA_READY,    /* healthy, takes traffic */
+    REPLICA_BACKOFF,  /* died; restarts at restart_at_ms */
+    REPLICA_DRAINING, /* out of the router, finishing requests */
+    REPLICA_STOPPING, /* SIGTERM sent; SIGKILL at deadline */
+    REPLICA_GONE,
+};
+
+static const char *const state_names[] = {"pending",  "starting", "ready", "backoff",
+                                          "draining", "stopping", "gone"};
+
+#define MAX_RESTARTS_BEFORE_CRASH_LOOP 3
+#define DRAIN_MAX_MS 30000
+
+struct backend;
+
+struct replica {
+    struct backend *backend;
+    char id[33];
+    char *service, *application, *deployment;
+    int side, index;
+    char version[17];
+    pid_t pid;
+    unsigned long long start_time;
+    bool child;
+    int port;
+    enum replica_state state;
+    long long state_since_ms, restart_at_ms;
+    int failures, restarts, threshold;
+    bool ever_ready, crash_loop;
+    double period_s, timeout_s, shutdown_timeout_s;
+    json_t *launch;     /* {argv, env, cwd, log} */
+    char *health_url;
+    char *reconfigure_url;
+    char *user_config;  /* JSON text the replica runs with */
+    sd_event_source *exit_source;
+    sd_event_source *timer;
+    struct http_request *probe;
+    struct http_request *reconfigure;
+};
+
+struct backend {
+    sd_event *event;
+    struct process_config config;
+    char *state_dir;
+    struct http_client *http;
+    struct replica **replicas;
+    size_t count, capacity;
+    int next_port;
+};
+
+static long long now_ms(struct backend *b)
+{
+    uint64_t usec;
+    sd_event_now(b->event, CLOCK_MONOTONIC, &usec);
+    return (long long)(usec / 1000);
+}
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void notify_changed(struct backend *b)
+{
+    if (b->config.changed)
+        b->config.changed(b->config.userdata);
+}
+
+/* Field 22 of /proc/PID/stat: start time in clock ticks since boot. */
+static unsigned long long process_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (!p)
+        return 0;
+    p += 2;
+    /* p is at field 3 (state); field 22 is 19 fields further */
+    for (int field = 3; field < 22 && p; field++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    return p ? strtoull(p, NULL, 10) : 0;
+}
+
+static void replica_set_state(struct replica *r, enum replica_state state)
+{
+    if (r->state == state)
+        return;
+    r->state = state;
+    r->state_since_ms = now_ms(r->backend);
+}
+
+static void replica_free(struct replica *r)
+{
+    if (!r)
+        return;
+    sd_event_source_disable_unref(r->exit_source);
+    sd_event_source_disable_unref(r->timer);
+    http_request_cancel(r->backend->http, r->probe);
+    http_request_cancel(r->backend->http, r->reconfigure);
+    json_decref(r->launch);
+    free(r->service);
+    free(r->application);
+    free(r->deployment);
+    free(r->health_url);
+    free(r->reconfigure_url);
+    free(r->user_config);
+    free(r);
+}
+
+static void schedule_timer(struct replica *r, long long delay_ms);
+static int replica_spawn(struct replica *r);
+
+/* ---- ports ---- */
+
+static bool port_taken(struct backend *b, int port)
+{
+    for (size_t i = 0; i < b->count; i++)
+        if (b->replicas[i]->port == port && b->replicas[i]->state != REPLICA_GONE)
+            return true;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int r = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    close(fd);
+    return r < 0;
+}
+
+static int allocate_port(struct backend *b)
+{
+    int span = b->config.port_max - b->config.port_min + 1;
+    for (int i = 0; i < span; i++) {
+        int port = b->config.port_min + (b->next_port + i) % span;
+        if (!port_taken(b, port)) {
+            b->next_port = (port - b->config.port_min + 1) % span;
+            return port;
+        }
+    }
+    return -1;
+}
+
+/* ---- process lifecycle ---- */
+
+static void replica_exited(struct replica *r, int status_known, int status)
+{
+    sd_event_source_disable_unref(r->exit_source);
+    r->exit_source = NULL;
+    http_request_cancel(r->backend->http, r->probe);
+    r->probe = NULL;
+    r->pid = 0;
+    r->start_time = 0;
+    if (r->state == REPLICA_STOPPING || r->state == REPLICA_DRAINING || r->state == REPLICA_GONE) {
+        replica_set_state(r, REPLICA_GONE);
+        sd_event_source_set_enabled(r->timer, SD_EVENT_OFF);
+        notify_changed(r->backend);
+        return;
+    }
+    /* an unexpected death: restart with exponential backoff */
+    r->restarts++;
+    if (!r->ever_ready && r->restarts >= MAX_RESTARTS_BEFORE_CRASH_LOOP)
+        r->crash_loop = true;
+    long long delay = 1000LL << (r->restarts > 6 ? 6 : r->restarts - 1);
+    r->restart_at_ms = now_ms(r->backend) + delay;
+    replica_set_state(r, REPLICA_BACKOFF);
+    schedule_timer(r, delay);
+    (void)status_known;
+    (void)status;
+    notify_changed(r->backend);
+}
+
+static int on_replica_exit(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+{
+    struct replica *r = userdata;
+    int status = 0, known = 0;
+    if (r->child && waitpid(r->pid, &status, WNOHANG) == r->pid)
+        known = 1;
+    replica_exited(r, known, status);
+    return 0;
+}
+
+static int watch_exit(struct replica *r)
+{
+    int fd = (int)syscall(SYS_pidfd_open, r->pid, 0);
+    if (fd < 0)
+        return -errno;
+    int e = sd_event_add_io(r->backend->event, &r->exit_source, fd, EPOLLIN, on_replica_exit, r);
+    if (e < 0) {
+        close(fd);
+        return e;
+    }
+    sd_event_source_set_io_fd_own(r->exit_source, 1);
+    return 0;
+}
+
+static char *expand_port(const char *arg, int port)
+{
+    const char *hole = strstr(arg, "{port}");
+    if (!hole)
+        return strdup(arg);
+    size_t length = strlen(arg) + 16;
+    char *out = malloc(length);
+    if (out)
+        snprintf(out, length, "%.*s%d%s", (int)(hole - arg), arg, port, hole + 6);
+    return out;
+}
+
+static int replica_spawn(struct replica *r)
+{
+    struct backend *b = r->backend;
+    if (r->port <= 0 || port_taken(b, r->port)) {
+        r->port = 0;
+        int port = allocate_port(b);
+        if (port < 0)
+            return -EADDRINUSE;
+        r->port = port;
+    }
+    json_t *argv_json = json_object_get(r->launch, "argv");
+    json_t *env_json = json_object_get(r->launch, "env");
+    const char *cwd = json_string_value(json_object_get(r->launch, "cwd"));
+    const char *log = json_string_value(json_object_get(r->launch, "log"));
+    size_t argc = json_array_size(argv_json);
+    if (argc == 0)
+        return -EINVAL;
+
+    /* everything the child needs is prepared before fork */
+    char **argv = calloc(argc + 1, sizeof(char *));
+    size_t env_count = 0;
+    while (environ[env_count])
+        env_count++;
+    char **envp = calloc(env_count + json_object_size(env_json) + 4, sizeof(char *));
+    if (!argv || !envp) {
+        free(argv);
+        free(envp);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < argc; i++)
+        argv[i] = expand_port(json_string_value(json_array_get(argv_json, i)), r->port);
+    size_t e = 0;
+    for (size_t i = 0; i < env_count; i++)
+        if (strncmp(environ[i], "ROLLD_", 6) != 0 && strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0)
+            envp[e++] = strdup(environ[i]);
+    const char *key;
+    json_t *value;
+    json_object_foreach(env_json, key, value)
+    {
+        size_t n = strlen(key) + strlen(json_string_value(value)) + 2;
+        envp[e] = malloc(n);
+        if (envp[e])
+            snprintf(envp[e++], n, "%s=%s", key, json_string_value(value));
+    }
+    char port_env[32], id_env[64];
+    snprintf(port_env, sizeof(port_env), "ROLLD_PORT=%d", r->port);
+    snprintf(id_env, sizeof(id_env), "ROLLD_REPLICA_ID=%s", r->id);
+    envp[e++] = strdup(port_env);
+    envp[e++] = strdup(id_env);
+    envp[e] = NULL;
+
+    int log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        for (int s = 1; s < NSIG; s++)
+            signal(s, SIG_DFL);
+        setsid();
+        int null_fd = open("/dev/null", O_RDONLY);
+        if (null_fd >= 0)
+            dup2(null_fd, 0);
+        if (log_fd >= 0) {
+            dup2(log_fd, 1);
+            dup2(log_fd, 2);
+        }
+        if (cwd && *cwd && chdir(cwd) < 0) {
+            dprintf(2, "rolld: cannot enter %s: %s\n", cwd, strerror(errno));
+            _exit(126);
+        }
+        environ = envp;
+        execvp(argv[0], argv);
+        dprintf(2, "rolld: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int fork_error = errno;
+    if (log_fd >= 0)
+        close(log_fd);
+    for (size_t i = 0; argv[i]; i++)
+        free(argv[i]);
+    free(argv);
+    for (size_t i = 0; envp[i]; i++)
+        free(envp[i]);
+    free(envp);
+    if (pid < 0)
+        return -fork_error;
+    r->pid = pid;
+    r->child = true;
+    r->start_time = process_start_time(pid);
+    r->failures = 0;
+    replica_set_state(r, REPLICA_STARTING);
+    if (watch_exit(r) < 0) {
+        /* cannot watch it: do not keep a process we cannot supervise */
+        kill(pid, SIGKILL);
+    }
+    schedule_timer(r, 100); /* first health check soon after start */
+    return 0;
+}
+
+static void replica_terminate(struct replica *r)
+{
+    http_request_cancel(r->backend->http, r->probe);
+    r->probe = NULL;
+    if (r->pid > 0) {
+        kill(r->pid, SIGTERM);
+        replica_set_state(r, REPLICA_STOPPING);
+        schedule_timer(r, (long long)(r->shutdown_timeout_s * 1000));
+    } else {
+        replica_set_state(r, REPLICA_GONE);
+    }
+}
+
+/* ---- health ---- */
+
+static void on_probe_done(void *userdata, long status)
+{
+    struct replica *r = userdata;
+    r->probe = NULL;
+    if (r->state != REPLICA_STARTING && r->state != REPLICA_READY)
+        return;
+    bool healthy = status >= 200 && status < 300;
+    if (healthy) {
+        r->failures = 0;
+        if (r->state == REPLICA_STARTING) {
+            r->ever_ready = true;
+            r->restarts = 0;
+            r->crash_loop = false;
+            replica_set_state(r, REPLICA_READY);
+            notify_changed(r->backend);
+        }
+    } else if (r->state == REPLICA_READY && ++r->failures >= r->threshold) {
+        /* unhealthy: out of the router at once, then replaced */
+        r->ever_ready = false;
+        replica_set_state(r, REPLICA_STARTING);
+        if (r->pid > 0)
+            kill(r->pid, SIGKILL);
+        notify_changed(r->backend);
+        return;
+    }
+    /* a starting replica is checked often so it takes traffic soon */
+    double period = r->state == REPLICA_STARTING && r->period_s > 0.2 ? 0.2 : r->period_s;
+    schedule_timer(r, (long long)(period * 1000));
+}
+
+static void probe(struct replica *r)
+{
+    if (r->probe || !r->health_url)
+        return;
+    char url[512];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", r->port, r->health_url);
+    r->probe = http_client_start(r->backend->http, url, NULL, (long)(r->timeout_s * 1000),
+                                 on_probe_done, r);
+}
+
+static void on_reconfigure_done(void *userdata, long status)
+{
+    struct replica *r = userdata;
+    r->reconfigure = NULL;
+    if (status < 200 || status >= 300)
+        r->failures++;
+}
+
+static bool replica_idle(struct replica *r)
+{
+    struct backend *b = r->backend;
+    return !b->config.endpoint_idle || b->config.endpoint_idle(b->config.userdata, r->service, r->port);
+}
+
+static int on_timer(sd_event_source *source, uint64_t usec, void *userdata)
+{
+    struct replica *r = userdata;
+    switch (r->state) {
+    case REPLICA_STARTING:
+    case REPLICA_READY:
+        probe(r);
+        if (!r->probe)
+            schedule_timer(r, (long long)(r->period_s * 1000));
+        break;
+    case REPLICA_BACKOFF:
+        if (replica_spawn(r) < 0) {
+            r->restarts++;
+            schedule_timer(r, 2000);
+        }
+        notify_changed(r->backend);
+        break;
+    case REPLICA_DRAINING:
+        if (replica_idle(r) || now_ms(r->backend) - r->state_since_ms > DRAIN_MAX_MS)
+            replica_terminate(r);
+        else
+            schedule_timer(r, 200);
+        if (r->state == REPLICA_GONE)
+            notify_changed(r->backend);
+        break;
+    case REPLICA_STOPPING:
+        if (r->pid > 0)
+            kill(r->pid, SIGKILL);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static void schedule_timer(struct replica *r, long long delay_ms)
+{
+    uint64_t now;
+    sd_event_now(r->backend->event, CLOCK_MONOTONIC, &now);
+    uint64_t at = now + (uint64_t)(delay_ms < 0 ? 0 : delay_ms) * 1000;
+    if (!r->timer) {
+        if (sd_event_add_time(r->backend->event, &r->timer, CLOCK_MONOTONIC, at, 1000, on_timer,
+                              r) < 0)
+            return;
+    } else {
+        sd_event_source_set_time(r->timer, at);
+    }
+    sd_event_source_set_enabled(r->timer, SD_EVENT_ONESHOT);
+}
+
+static void replica_drain(struct replica *r)
+{
+    if (r->state == REPLICA_DRAINING || r->state == REPLICA_STOPPING || r->state == REPLICA_GONE)
+        return;
+    if (r->pid <= 0) {
+        replica_set_state(r, REPLICA_GONE);
+        return;
+    }
+    http_request_cancel(r->backend->http, r->probe);
+    r->probe = NULL;
+    replica_set_state(r, REPLICA_DRAINING);
+    /* the router takes it out in this same pass; give it a moment first */
+    schedule_timer(r, 300);
+}
+
+/* ---- records ---- */
+
+static struct replica *replica_add(struct backend *b)
+{
+    if (b->count == b->capacity) {
+        size_t capacity = b->capacity ? b->capacity * 2 : 32;
+        struct replica **grown = realloc(b->replicas, capacity * sizeof(*grown));
+        if (!grown)
+            return NULL;
+        b->replicas = grown;
+        b->capacity = capacity;
+    }
+    struct replica *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->backend = b;
+    b->replicas[b->count++] = r;
+    return r;
+}
+
+static void new_replica_id(char *id)
+{
+    unsigned char bytes[16];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, bytes, sizeof(bytes)) != sizeof(bytes)) {
+        for (size_t i = 0; i < sizeof(bytes); i++)
+            bytes[i] = (unsigned char)rand();
+    }
+    if (fd >= 0)
+        close(fd);
+    for (size_t i = 0; i < sizeof(bytes); i++)
+        snprintf(id + 2 * i, 3, "%02x", bytes[i]);
+}
+
+static const struct application_spec *find_app(const struct service_spec *spec, const char *name)
+{
+    for (size_t i = 0; spec && i < spec->application_count; i++)
+        if (!strcmp(spec->applications[i].name, name))
+            return &spec->applications[i];
+    return NULL;
+}
+
+static const struct deployment_spec *find_deployment(const struct application_spec *app,
+                                                     const char *name)
+{
+    for (size_t i = 0; app && i < app->deployment_count; i++)
+        if (!strcmp(app->deployments[i].name, name))
+            return &app->deployments[i];
+    return NULL;
+}
+
+static bool replica_active(const struct replica *r)
+{
+    return r->state == REPLICA_PENDING || r->state == REPLICA_STARTING ||
+           r->state == REPLICA_READY || r->state == REPLICA_BACKOFF;
+}
+
+static bool replica_matches(const struct replica *r, const char *service, int side)
+{
+    return r->side == side && !strcmp(r->service, service);
+}
+
+static char *spec_dir(const struct service_spec *spec)
+{
+    char *copy = strdup(spec->file ? spec->file : ".");
+    if (!copy)
+        return NULL;
+    char *slash = strrchr(copy, '/');
+    if (slash)
+        *slash = 0;
+    else
+        strcpy(copy, ".");
+    return copy;
+}
+
+static json_t *launch_for(struct backend *b, const struct service_spec *spec,
+                          const struct application_spec *app, const struct deployment_spec *d,
+                          const char *id, int index, int side)
+{
+    json_t *argv = json_array();
+    for (size_t i = 0; app->command && app->command[i]; i++)
+        json_array_append_new(argv, json_string(app->command[i]));
+    json_t *env = json_object();
+    json_t *env_vars = json_object_get(spec->doc, "env_vars");
+    const char *key;
+    json_t *value;
+    json_object_foreach(env_vars, key, value) json_object_set(env, key, value);
+    json_t *process_apps =
+        json_object_get(json_object_get(json_object_get(spec->doc, "backend"), "process"),
+                        "applications");
+    json_t *entry = NULL;
+    size_t i;
+    json_array_foreach(process_apps, i, value) if (!strcmp(json_string_value(json_object_get(value, "name")), app->name)) entry = value;
+    json_object_foreach(json_object_get(entry, "env"), key, value) json_object_set(env, key, value);
+    char text[64];
+    json_object_set_new(env, "ROLLD_SERVICE", json_string(spec->name));
+    json_object_set_new(env, "ROLLD_VERSION", json_string(spec->version));
+    json_object_set_new(env, "ROLLD_VERSION_NAME",
+                        json_string(spec->version_name ? spec->version_name : spec->version));
+    json_object_set_new(env, "ROLLD_APPLICATION", json_string(app->name));
+    json_object_set_new(env, "ROLLD_DEPLOYMENT", json_string(d->name));
+    snprintf(text, sizeof(text), "%d", index);
+    json_object_set_new(env, "ROLLD_REPLICA", json_string(text));
+    json_object_set_new(env, "ROLLD_STATE_DIR", json_string(b->state_dir));
+    json_object_set_new(env, "ROLLD_SIDE", json_string(side ? "1" : "0"));
+    json_object_set_new(env, "ROLLD_INGRESS", json_string(app->ingress ? app->ingress : d->name));
+
+    char *dir = spec_dir(spec);
+    const char *working = json_string_value(json_object_get(entry, "working_dir"));
+    char cwd[4096];
+    if (working && working[0] == '/')
+        snprintf(cwd, sizeof(cwd), "%s", working);
+    else
+        snprintf(cwd, sizeof(cwd), "%s/%s", dir ? dir : ".", working ? working : "");
+    free(dir);
+    char log[4096];
+    snprintf(log, sizeof(log), "%s/logs/%s.%s.%s.%d.log", b->state_dir, spec->name, app->name,
+             d->name, index);
+    (void)id;
+    return json_pack("{s:o, s:o, s:s, s:s}", "argv", argv, "env", env, "cwd", cwd, "log", log);
+}
+
+static char *user_config_text(const struct service_spec *spec, const char *app_name,
+                              const char *deployment)
+{
+    json_t *apps = json_object_get(spec->doc, "applications");
+    size_t i, j;
+    json_t *app, *d;
+    json_array_foreach(apps, i, app)
+    {
+        if (strcmp(json_string_value(json_object_get(app, "name")), app_name) != 0)
+            continue;
+        json_array_foreach(json_object_get(app, "deployments"), j, d)
+        {
+            if (strcmp(json_string_value(json_object_get(d, "name")), deployment) != 0)
+                continue;
+            json_t *config = json_object_get(d, "user_config");
+            return config ? json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+                          : NULL;
+        }
+    }
+    return NULL;
+}
+
+static void replica_configure(struct backend *b, struct replica *r, const struct service_spec *spec,
+                              const struct application_spec *app, const struct deployment_spec *d,
+                              const struct policy *policy)
+{
+    memcpy(r->version, spec->version, sizeof(r->version));
+    r->period_s = d->health_check_period_s;
+    r->timeout_s = d->health_check_timeout_s;
+    r->shutdown_timeout_s = d->graceful_shutdown_timeout_s;
+    r->threshold = policy ? policy->failure_threshold : 3;
+    free(r->health_url);
+    r->health_url = strdup(app->health_path ? app->health_path : "/-/healthz");
+    free(r->reconfigure_url);
+    r->reconfigure_url = app->reconfigure_path ? strdup(app->reconfigure_path) : NULL;
+    char *config = user_config_text(spec, app->name, d->name);
+    bool config_changed = (config == NULL) != (r->user_config == NULL) ||
+                          (config && strcmp(config, r->user_config) != 0);
+    /* the environment of the next (re)start carries the current config */
+    json_t *launch = launch_for(b, spec, app, d, r->id, r->index, r->side);
+    if (config)
+        json_object_set_new(json_object_get(launch, "env"), "ROLLD_USER_CONFIG",
+                            json_string(config));
+    json_decref(r->launch);
+    r->launch = launch;
+    if (config_changed && r->user_config && r->pid > 0 && r->reconfigure_url) {
+        /* a running replica gets the new user_config without a restart */
+        char url[512];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", r->port, r->reconfigure_url);
+        http_request_cancel(b->http, r->reconfigure);
+        r->reconfigure = http_client_start(b->http, url, config ? config : "null",
+                                           (long)(r->timeout_s * 1000), on_reconfigure_done, r);
+    }
+    free(r->user_config);
+    r->user_config = config ? config : strdup("null");
+}
+
+static int process_sync(void *instance, const char *service, int side,
+                        const struct service_spec *spec, int capacity, const struct policy *policy)
+{
+    struct backend *b = instance;
+    /* drain what the spec no longer has, or everything at capacity 0 */
+    for (size_t i = 0; i < b->count; i++) {
+        struct replica *r = b->replicas[i];
+        if (!replica_matches(r, service, side) || !replica_active(r))
+            continue;
+        const struct application_spec *app = find_app(spec, r->application);
+        const struct deployment_spec *d = find_deployment(app, r->deployment);
+        int want = d ? capacity_replicas(d->num_replicas, capacity) : 0;
+        if (!d || r->index >= want)
+            replica_drain(r);
+    }
+    if (!spec)
+        return 0;
+    for (size_t a = 0; a < spec->application_count; a++) {
+        const struct application_spec *app = &spec->applications[a];
+        for (size_t k = 0; k < app->deployment_count; k++) {
+            const struct deployment_spec *d = &app->deployments[k];
+            int want = capacity_replicas(d->num_replicas, capacity);
+            for (int index = 0; index < want; index++) {
+                struct replica *found = NULL;
+                for (size_t i = 0; i < b->count && !found; i++) {
+                    struct replica *r = b->replicas[i];
+                    if (replica_matches(r, service, side) && replica_active(r) &&
+                        r->index == index && !strcmp(r->application, app->name) &&
+                        !strcmp(r->deployment, d->name))
+                        found = r;
+                }
+                if (!found) {
+                    found = replica_add(b);
+                    if (!found)
+                        return -ENOMEM;
+                    new_replica_id(found->id);
+                    found->service = strdup(service);
+                    found->application = strdup(app->name);
+                    found->deployment = strdup(d->name);
+                    found->side = side;
+                    found->index = index;
+                    found->state = REPLICA_PENDING;
+                    found->state_since_ms = now_ms(b);
+                }
+                replica_configure(b, found, spec, app, d, policy);
+            }
+        }
+    }
+    return 0;
+}
+
+static void process_observe(void *instance, const char *service, int side,
+                            const struct service_spec *spec, int capacity,
+                            struct side_observation *out)
+{
+    struct backend *b = instance;
+    memset(out, 0, sizeof(*out));
+    out->ready = spec != NULL;
+    for (size_t i = 0; i < b->count; i++) {
+        struct replica *r = b->replicas[i];
+        if (!replica_matches(r, service, side) || r->state == REPLICA_GONE)
+            continue;
+        out->total_replicas++;
+        if (r->state == REPLICA_READY)
+            out->ready_replicas++;
+        if (r->crash_loop && replica_active(r)) {
+            out->unhealthy = true;
+            out->unhealthy_reason = "replicas keep dying (crash loop)";
+        }
+    }
+    for (size_t a = 0; spec && a < spec->application_count; a++) {
+        const struct application_spec *app = &spec->applications[a];
+        for (size_t k = 0; k < app->deployment_count; k++) {
+            int want = capacity_replicas(app->deployments[k].num_replicas, capacity);
+            int ready = 0;
+            for (size_t i = 0; i < b->count; i++) {
+                struct replica *r = b->replicas[i];
+                if (replica_matches(r, service, side) && r->state == REPLICA_READY &&
+                    r->index < want && !strcmp(r->application, app->name) &&
+                    !strcmp(r->deployment, app->deployments[k].name))
+                    ready++;
+            }
+            if (ready < want)
+                out->ready = false;
+        }
+    }
+}
+
+static size_t process_endpoints(void *instance, const char *service, int side,
+                                const char *application, struct endpoint *out, size_t max)
+{
+    struct backend *b = instance;
+    size_t n = 0;
+    for (size_t i = 0; i < b->count && n < max; i++) {
+        struct replica *r = b->replicas[i];
+        if (!replica_matches(r, service, side) || strcmp(r->application, application) != 0 ||
+            r->port <= 0)
+            continue;
+        /* the ingress deployment is recorded in the launch env */
+        const char *ingress = json_string_value(
+            json_object_get(json_object_get(r->launch, "env"), "ROLLD_INGRESS"));
+        if (ingress && strcmp(ingress, r->deployment) != 0)
+            continue;
+        if (r->state == REPLICA_READY)
+            out[n++] = (struct endpoint){r->port, ENDPOINT_READY};
+        else if (r->state == REPLICA_DRAINING || r->state == REPLICA_STOPPING)
+            out[n++] = (struct endpoint){r->port, ENDPOINT_DRAIN};
+    }
+    return n;
+}
+
+static int process_launch_pending(void *instance)
+{
+    struct backend *b = instance;
+    int launched = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        struct replica *r = b->replicas[i];
+        if (r->state != REPLICA_PENDING)
+            continue;
+        if (replica_spawn(r) < 0) {
+            r->restarts++;
+            replica_set_state(r, REPLICA_BACKOFF);
+            if (r->restarts >= MAX_RESTARTS_BEFORE_CRASH_LOOP)
+                r->crash_loop = true;
+            schedule_timer(r, 1000);
+        }
+        launched++;
+    }
+    /* forget replicas that are gone */
+    size_t kept = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        if (b->replicas[i]->state == REPLICA_GONE)
+            replica_free(b->replicas[i]);
+        else
+            b->replicas[kept++] = b->replicas[i];
+    }
+    b->count = kept;
+    return launched;
+}
+
+static json_t *process_to_json(void *instance)
+{
+    struct backend *b = instance;
+    json_t *array = json_array();
+    for (size_t i = 0; i < b->count; i++) {
+        struct replica *r = b->replicas[i];
+        if (r->state == REPLICA_GONE)
+            continue;
+        json_array_append_new(
+            array,
+            json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:b, s:b, "
+                      "s:O, s:s?, s:s?, s:s?, s:f, s:f, s:f, s:i}",
+                      "id", r->id, "service", r->service, "application", r->application,
+                      "deployment", r->deployment, "side", r->side, "index", r->index, "version",
+                      r->version, "pid", (int)r->pid, "start_time", (json_int_t)r->start_time,
+                      "port", r->port, "state", state_names[r->state], "restarts", r->restarts,
+                      "ever_ready", r->ever_ready, "crash_loop", r->crash_loop, "launch",
+                      r->launch ? r->launch : json_null(), "health_path", r->health_url,
+                      "reconfigure_path", r->reconfigure_url, "user_config", r->user_config,
+                      "period_s", r->period_s, "timeout_s", r->timeout_s, "shutdown_timeout_s",
+                      r->shutdown_timeout_s, "threshold", r->threshold));
+    }
+    return array;
+}
+
+static void process_free(void *instance)
+{
+    struct backend *b = instance;
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->count; i++)
+        replica_free(b->replicas[i]);
+    free(b->replicas);
+    http_client_free(b->http);
+    sd_event_unref(b->event);
+    free(b->state_dir);
+    free(b);
+}
+
+/* ---- adoption after a restart ---- */
+
+static int state_index(const char *name)
+{
+    for (size_t i = 0; i < sizeof(state_names) / sizeof(state_names[0]); i++)
+        if (name && !strcmp(state_names[i], name))
+            return (int)i;
+    return -1;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void adopt(struct backend *b, const json_t *item)
+{
+    struct replica *r = replica_add(b);
+    if (!r)
+        return;
+    snprintf(r->id, sizeof(r->id), "%s", json_string_value(json_object_get(item, "id")) ?: "");
+    r->service = dup_or_null(json_string_value(json_object_get(item, "service")));
+    r->application = dup_or_null(json_string_value(json_object_get(item, "application")));
+    r->deployment = dup_or_null(json_string_value(json_object_get(item, "deployment")));
+    r->side = (int)json_integer_value(json_object_get(item, "side"));
+    r->index = (int)json_integer_value(json_object_get(item, "index"));
+    snprintf(r->version, sizeof(r->version), "%s",
+             json_string_value(json_object_get(item, "version")) ?: "");
+    r->pid = (pid_t)json_integer_value(json_object_get(item, "pid"));
+    r->start_time = (unsigned long long)json_integer_value(json_object_get(item, "start_time"));
+    r->port = (int)json_integer_value(json_object_get(item, "port"));
+    r->restarts = (int)json_integer_value(json_object_get(item, "restarts"));
+    r->ever_ready = json_is_true(json_object_get(item, "ever_ready"));
+    r->crash_loop = json_is_true(json_object_get(item, "crash_loop"));
+    r->launch = json_incref(json_object_get(item, "launch"));
+    r->health_url = dup_or_null(json_string_value(json_object_get(item, "health_path")));
+    r->reconfigure_url = dup_or_null(json_string_value(json_object_get(item, "reconfigure_path")));
+    r->user_config = dup_or_null(json_string_value(json_object_get(item, "user_config")));
+    r->period_s = json_number_value(json_object_get(item, "period_s"));
+    r->timeout_s = json_number_value(json_object_get(item, "timeout_s"));
+    r->shutdown_timeout_s = json_number_value(json_object_get(item, "shutdown_timeout_s"));
+    r->threshold = (int)json_integer_value(json_object_get(item, "threshold"));
+    if (r->period_s <= 0)
+        r->period_s = 10;
+    if (r->timeout_s <= 0)
+        r->timeout_s = 30;
+    if (r->threshold <= 0)
+        r->threshold = 3;
+    int state = state_index(json_string_value(json_object_get(item, "state")));
+    r->state = state < 0 ? REPLICA_PENDING : (enum replica_state)state;
+    r->state_since_ms = now_ms(b);
+    if (!r->service || !r->application || !r->deployment) {
+        r->state = REPLICA_GONE;
+        return;
+    }
+
+    bool alive = r->pid > 0 && r->start_time && process_start_time(r->pid) == r->start_time;
+    if (!alive) {
+        r->pid = 0;
+        if (r->state == REPLICA_DRAINING || r->state == REPLICA_STOPPING)
+            r->state = REPLICA_GONE;
+        else if (r->state != REPLICA_PENDING)
+            r->state = REPLICA_PENDING; /* died while we were away: start again */
+        return;
+    }
+    r->child = false;
+    if (watch_exit(r) < 0) {
+        r->state = REPLICA_PENDING;
+        r->pid = 0;
+        return;
+    }
+    switch (r->state) {
+    case REPLICA_READY:
+    case REPLICA_STARTING:
+        /* keep serving; the next health check confirms */
+        schedule_timer(r, 50);
+        break;
+    case REPLICA_DRAINING:
+        schedule_timer(r, 200);
+        break;
+    case REPLICA_STOPPING:
+        kill(r->pid, SIGTERM);
+        schedule_timer(r, (long long)(r->shutdown_timeout_s * 1000));
+        break;
+    default:
+        r->state = REPLICA_STARTING;
+        schedule_timer(r, 50);
+    }
+}
+
+/* A replica whose spawn was recorded but whose pid never made it to disk
+ * (the agent died between fork and save) is found by its environment and
+ * stopped, so nothing runs that the state does not know. */
+static void stop_orphans(struct backend *b)
+{
+    DIR *proc = opendir("/proc");
+    if (!proc)
+        return;
+    char marker[4200];
+    snprintf(marker, sizeof(marker), "ROLLD_STATE_DIR=%s", b->state_dir);
+    struct dirent *entry;
+    while ((entry = readdir(proc))) {
+        pid_t pid = (pid_t)atoi(entry->d_name);
+        if (pid <= 1 || pid == getpid())
+            continue;
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        static char env[65536];
+        ssize_t n = read(fd, env, sizeof(env) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        env[n] = 0;
+        bool ours = false;
+        const char *id = NULL;
+        for (char *p = env; p < env + n; p += strlen(p) + 1) {
+            if (!strcmp(p, marker))
+                ours = true;
+            else if (!strncmp(p, "ROLLD_REPLICA_ID=", 17))
+                id = p + 17;
+        }
+        if (!ours || !id)
+            continue;
+        struct replica *known = NULL;
+        for (size_t i = 0; i < b->count && !known; i++)
+            if (!strcmp(b->replicas[i]->id, id))
+                known = b->replicas[i];
+        if (known && known->pid == pid)
+            continue;
+        if (known && known->pid == 0 && known->state == REPLICA_PENDING) {
+            /* spawned just before the agent died: adopt it */
+            known->pid = pid;
+            known->start_time = process_start_time(pid);
+            known->child = false;
+            if (watch_exit(known) == 0) {
+                replica_set_state(known, REPLICA_STARTING);
+                schedule_timer(known, 50);
+                continue;
+            }
+            known->pid = 0;
+        }
+        kill(pid, SIGKILL);
+    }
+    closedir(proc);
+}
+
+int process_backend_new(sd_event *event, const struct process_config *config,
+                        const json_t *previous, struct compute_adapter *out)
+{
+    struct backend *b = calloc(1, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    b->event = sd_event_ref(event);
+    b->config = *config;
+    b->state_dir = strdup(config->state_dir);
+    b->http = http_client_new(event);
+    if (!b->state_dir || !b->http) {
+        process_free(b);
+        return -ENOMEM;
+    }
+    char logs[4096];
+    snprintf(logs, sizeof(logs), "%s/logs", b->state_dir);
+    mkdir(logs, 0755);
+    size_t i;
+    json_t *item;
+    json_array_foreach(previous, i, item) adopt(b, item);
+    stop_orphans(b);
+    *out = (struct compute_adapter){
+        .version = COMPUTE_ADAPTER_VERSION,
+        .name = "process",
+        .instance = b,
+        .sync = process_sync,
+        .observe = process_observe,
+        .endpoints = process_endpoints,
+        .launch_pending = process_launch_pending,
+        .to_json = process_to_json,
+        .free = process_free,
+    };
+    (void)wall_ms;
+    return 0;
+}

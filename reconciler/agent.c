@@ -1,0 +1,719 @@
+#include "agent.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "unix_socket.h"
+#include <systemd/sd-event.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "capacity.h"
+#include "cli.h"
+#include "compute/process.h"
+#include "plan_set.h"
+#include "router/haproxy.h"
+#include "source_dir.h"
+#include "state.h"
+#include "status.h"
+
+#define MAX_STEPS_PER_PASS 32
+
+struct managed {
+    struct service_state *state;
+    struct service_spec *specs[2]; /* typed view of each side's doc */
+    json_t *spec_docs[2];          /* the docs specs[] were made from */
+    char *status_text;             /* last status written */
+};
+
+struct agent {
+    const struct agent_options *options;
+    sd_event *event;
+    sd_event_source *debounce, *wake, *reconcile_soon, *control;
+    struct snapshot snapshot;
+    struct policy_set policies;
+    struct managed *services;
+    size_t count;
+    struct compute_adapter compute;
+    struct router_adapter router;
+    char state_path[4096], status_dir[4096], control_path[4096];
+    bool dirty;
+    bool snapshot_stale;
+};
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    fputs("rolld: ", stderr);
+    vfprintf(stderr, fmt, args);
+    fputc('\n', stderr);
+    va_end(args);
+}
+
+/* ---- services ---- */
+
+static struct managed *find_managed(struct agent *a, const char *name)
+{
+    for (size_t i = 0; i < a->count; i++)
+        if (!strcmp(a->services[i].state->name, name))
+            return &a->services[i];
+    return NULL;
+}
+
+static struct managed *add_managed(struct agent *a, struct service_state *state)
+{
+    struct managed *grown = realloc(a->services, (a->count + 1) * sizeof(*grown));
+    if (!grown)
+        return NULL;
+    a->services = grown;
+    struct managed *m = &a->services[a->count++];
+    memset(m, 0, sizeof(*m));
+    m->state = state;
+    return m;
+}
+
+static void managed_clear(struct managed *m)
+{
+    for (int i = 0; i < 2; i++) {
+        spec_free(m->specs[i]);
+        json_decref(m->spec_docs[i]);
+    }
+    free(m->status_text);
+    service_state_free(m->state);
+}
+
+/* Keeps the typed view of each side in step with its doc. */
+static void refresh_specs(struct managed *m)
+{
+    for (int i = 0; i < 2; i++) {
+        json_t *doc = m->state->sides[i].used ? m->state->sides[i].doc : NULL;
+        if (doc == m->spec_docs[i])
+            continue;
+        spec_free(m->specs[i]);
+        json_decref(m->spec_docs[i]);
+        m->specs[i] = doc ? side_spec(&m->state->sides[i]) : NULL;
+        m->spec_docs[i] = json_incref(doc);
+    }
+}
+
+static const struct policy *policy_for(struct agent *a, const struct service_spec *spec)
+{
+    const struct policy *p = spec ? plan_set_policy_for(&a->policies, spec) : NULL;
+    return p ? p : policy_set_find(&a->policies, POLICY_DEFAULT_NAME);
+}
+
+/* ---- state store ---- */
+
+static int save_state(struct agent *a)
+{
+    json_t *services = json_object();
+    for (size_t i = 0; i < a->count; i++)
+        json_object_set_new(services, a->services[i].state->name,
+                            service_state_to_json(a->services[i].state));
+    json_t *doc = json_pack("{s:i, s:o, s:o}", "format", 1, "services", services, "replicas",
+                            a->compute.to_json(a->compute.instance));
+    int r = state_store_save(a->state_path, doc);
+    json_decref(doc);
+    if (r < 0)
+        log_line("cannot save %s: %s", a->state_path, strerror(-r));
+    return r;
+}
+
+/* ---- router view ---- */
+
+static void side_pins(const struct service_state *s, int side, const char **pins)
+{
+    int n = 0;
+    const struct side_state *st = &s->sides[side];
+    if (!st->used)
+        return;
+    if (side == s->primary || (s->primary < 0 && side == 0))
+        pins[n++] = "primary";
+    else if (side == s->canary)
+        pins[n++] = "canary";
+    const char *name = json_string_value(json_object_get(st->doc, "version_name"));
+    if (name && strchr(name, ' ') == NULL && strchr(name, ';') == NULL)
+        pins[n++] = name;
+    pins[n++] = st->version;
+}
+
+static void apply_router(struct agent *a)
+{
+    struct router_service *services = calloc(a->count ? a->count : 1, sizeof(*services));
+    size_t n = 0;
+    for (size_t i = 0; i < a->count; i++) {
+        struct managed *m = &a->services[i];
+        const struct service_state *s = m->state;
+        const struct service_spec *spec =
+            s->primary >= 0 ? m->specs[s->primary] : m->specs[0] ? m->specs[0] : m->specs[1];
+        if (!spec || spec->http_port <= 0 || s->removed)
+            continue;
+        struct router_service *rs = &services[n++];
+        rs->name = s->name;
+        rs->port = spec->http_port;
+        rs->host = json_string_value(
+            json_object_get(json_object_get(spec->doc, "http_options"), "host"));
+        if (s->primary >= 0) {
+            rs->share[s->primary] = s->canary >= 0 ? 100 - s->traffic : 100;
+            if (s->canary >= 0)
+                rs->share[s->canary] = s->traffic;
+        } else {
+            rs->share[0] = 100;
+        }
+        for (int side = 0; side < 2; side++)
+            side_pins(s, side, rs->pins[side]);
+        /* the applications of both sides, by name */
+        size_t capacity = 0;
+        for (int side = 0; side < 2; side++)
+            capacity += m->specs[side] ? m->specs[side]->application_count : 0;
+        rs->applications = calloc(capacity ? capacity : 1, sizeof(*rs->applications));
+        for (int side = 0; side < 2 && rs->applications; side++) {
+            const struct service_spec *sp = m->specs[side];
+            for (size_t k = 0; sp && k < sp->application_count; k++) {
+                struct router_application *ra = NULL;
+                for (size_t j = 0; j < rs->application_count; j++)
+                    if (!strcmp(rs->applications[j].name, sp->applications[k].name))
+                        ra = &rs->applications[j];
+                if (!ra) {
+                    ra = &rs->applications[rs->application_count++];
+                    ra->name = sp->applications[k].name;
+                    ra->route_prefix = sp->applications[k].route_prefix;
+                }
+            }
+        }
+        for (size_t j = 0; rs->applications && j < rs->application_count; j++)
+            for (int side = 0; side < 2; side++)
+                rs->applications[j].endpoint_count[side] = a->compute.endpoints(
+                    a->compute.instance, s->name, side, rs->applications[j].name,
+                    rs->applications[j].endpoints[side], ROUTER_MAX_ENDPOINTS);
+    }
+    int r = a->router.apply(a->router.instance, services, n);
+    if (r < 0)
+        log_line("router: %s", strerror(-r));
+    for (size_t i = 0; i < n; i++)
+        free(services[i].applications);
+    free(services);
+}
+
+/* ---- status ---- */
+
+static void write_status(struct agent *a, struct managed *m, const char *invalid_error)
+{
+    struct status_side_view views[2] = {{0}};
+    struct status_deployment_count counts[2][64];
+    for (int side = 0; side < 2; side++) {
+        const struct service_spec *spec = m->specs[side];
+        views[side].spec = spec;
+        views[side].counts = counts[side];
+        if (!spec)
+            continue;
+        for (size_t i = 0; i < spec->application_count; i++) {
+            const struct application_spec *app = &spec->applications[i];
+            for (size_t j = 0; j < app->deployment_count && views[side].count < 64; j++) {
+                struct status_deployment_count *c = &counts[side][views[side].count++];
+                c->application = app->name;
+                c->deployment = app->deployments[j].name;
+                c->desired = capacity_replicas(app->deployments[j].num_replicas,
+                                               m->state->sides[side].capacity);
+                c->ready = 0;
+            }
+        }
+        /* ready counts from the adapter, per deployment */
+        struct side_observation obs;
+        a->compute.observe(a->compute.instance, m->state->name, side, spec,
+                           m->state->sides[side].capacity, &obs);
+        (void)obs;
+    }
+    json_t *replicas = a->compute.to_json(a->compute.instance);
+    size_t i;
+    json_t *r;
+    json_array_foreach(replicas, i, r)
+    {
+        if (strcmp(json_string_value(json_object_get(r, "service")), m->state->name) ||
+            strcmp(json_string_value(json_object_get(r, "state")), "ready"))
+            continue;
+        int side = (int)json_integer_value(json_object_get(r, "side"));
+        for (size_t k = 0; side >= 0 && side < 2 && k < views[side].count; k++)
+            if (!strcmp(views[side].counts[k].application,
+                        json_string_value(json_object_get(r, "application"))) &&
+                !strcmp(views[side].counts[k].deployment,
+                        json_string_value(json_object_get(r, "deployment"))) &&
+                json_integer_value(json_object_get(r, "index")) < views[side].counts[k].desired)
+                views[side].counts[k].ready++;
+    }
+    json_decref(replicas);
+    json_t *doc = status_document(m->state, views, invalid_error, wall_ms());
+    /* compare without the timestamp so an unchanged service is not rewritten */
+    json_t *stable = json_deep_copy(doc);
+    json_object_del(stable, "updated");
+    char *text = json_dumps(stable, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(stable);
+    if (text && m->status_text && !strcmp(text, m->status_text)) {
+        free(text);
+        json_decref(doc);
+        return;
+    }
+    free(m->status_text);
+    m->status_text = text;
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof(path), "%s/%s.yaml", a->status_dir, m->state->name);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f) {
+        status_write_yaml(doc, f);
+        if (fclose(f) == 0)
+            rename(tmp, path);
+    }
+    json_decref(doc);
+}
+
+static void remove_status(struct agent *a, const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s.yaml", a->status_dir, name);
+    unlink(path);
+}
+
+/* ---- reconcile ---- */
+
+static void observe(struct agent *a, struct managed *m, struct service_observation *obs)
+{
+    memset(obs, 0, sizeof(*obs));
+    for (int side = 0; side < 2; side++) {
+        a->compute.observe(a->compute.instance, m->state->name, side, m->specs[side],
+                           m->state->sides[side].used ? m->state->sides[side].capacity : 0,
+                           &obs->sides[side]);
+        if (!m->state->sides[side].used)
+            obs->sides[side].ready = false;
+    }
+}
+
+static void sync_compute(struct agent *a, struct managed *m, const struct policy *policy)
+{
+    for (int side = 0; side < 2; side++) {
+        const struct side_state *st = &m->state->sides[side];
+        a->compute.sync(a->compute.instance, m->state->name, side, st->used ? m->specs[side] : NULL,
+                        st->used ? st->capacity : 0, policy);
+    }
+}
+
+static const char *first_error(const struct spec_entry *entry, char *buf, size_t size)
+{
+    if (!entry || entry->spec || !entry->errors.count)
+        return NULL;
+    const struct diag_entry *e = &entry->errors.entries[0];
+    snprintf(buf, size, "%s:%d:%d: %s%s%s", e->file, e->line, e->column, e->field,
+             e->field[0] ? ": " : "", e->message);
+    return buf;
+}
+
+/* Runs the transition function for one service until it settles. */
+static long long reconcile_service(struct agent *a, struct managed *m,
+                                   const struct spec_entry *entry, enum rollout_command command,
+                                   struct rollout_result *command_result)
+{
+    char error[1024];
+    struct rollout_input in = {0};
+    in.desired = entry ? entry->spec : NULL;
+    in.desired_invalid = entry && !entry->spec;
+    in.desired_error = first_error(entry, error, sizeof(error));
+    long long wake_at = 0;
+    for (int step = 0; step < MAX_STEPS_PER_PASS; step++) {
+        refresh_specs(m);
+        const struct service_spec *basis =
+            in.desired ? in.desired
+                       : (m->state->primary >= 0 ? m->specs[m->state->primary] : m->specs[0]);
+        in.policy = policy_for(a, basis);
+        if (!in.policy)
+            return 0;
+        observe(a, m, &in.observation);
+        in.now_ms = wall_ms();
+        in.command = step == 0 ? command : COMMAND_NONE;
+        struct rollout_result result = rollout_step(m->state, &in);
+        if (step == 0 && command != COMMAND_NONE && command_result)
+            *command_result = result;
+        if (result.wake_at_ms && (!wake_at || result.wake_at_ms < wake_at))
+            wake_at = result.wake_at_ms;
+        if (!result.changed)
+            break;
+        a->dirty = true;
+        refresh_specs(m);
+        /* persist the intent, then act on it */
+        sync_compute(a, m, in.policy);
+        if (m->state->removed)
+            break;
+    }
+    write_status(a, m, in.desired_error);
+    return wake_at;
+}
+
+static void schedule_wake(struct agent *a, long long at)
+{
+    if (!at) {
+        sd_event_source_set_enabled(a->wake, SD_EVENT_OFF);
+        return;
+    }
+    sd_event_source_set_time(a->wake, (uint64_t)at * 1000);
+    sd_event_source_set_enabled(a->wake, SD_EVENT_ONESHOT);
+}
+
+static void reload_snapshot(struct agent *a)
+{
+    struct snapshot next;
+    struct diag diag = DIAG_INIT;
+    if (source_dir_load(a->options->source, &next, &diag) < 0) {
+        /* keep the last good snapshot: an unreadable source changes nothing */
+        if (diag.count)
+            log_line("%s: %s", diag.entries[0].file, diag.entries[0].message);
+        diag_clear(&diag);
+        return;
+    }
+    diag_clear(&diag);
+    for (size_t i = 0; i < next.count; i++)
+        for (size_t e = 0; e < next.entries[i].errors.count; e++) {
+            struct diag_entry *d = &next.entries[i].errors.entries[e];
+            log_line("%s:%d:%d: %s%s%s", d->file, d->line, d->column, d->field,
+                     d->field[0] ? ": " : "", d->message);
+        }
+    snapshot_clear(&a->snapshot);
+    a->snapshot = next;
+}
+
+static struct rollout_result reconcile(struct agent *a, const char *command_service,
+                                       enum rollout_command command)
+{
+    struct rollout_result command_result = {.reply = "no such service", .command_failed = true};
+    if (a->snapshot_stale) {
+        reload_snapshot(a);
+        a->snapshot_stale = false;
+    }
+    /* new services */
+    for (size_t i = 0; i < a->snapshot.count; i++) {
+        const struct spec_entry *entry = &a->snapshot.entries[i];
+        if (!entry->spec || find_managed(a, entry->name))
+            continue;
+        struct service_state *state = service_state_new(entry->name);
+        if (state && !add_managed(a, state))
+            service_state_free(state);
+    }
+    long long wake_at = 0;
+    for (size_t i = 0; i < a->count; i++) {
+        struct managed *m = &a->services[i];
+        const struct spec_entry *entry = snapshot_find(&a->snapshot, m->state->name);
+        bool targeted = command_service && !strcmp(command_service, m->state->name);
+        long long at = reconcile_service(a, m, entry, targeted ? command : COMMAND_NONE,
+                                         targeted ? &command_result : NULL);
+        if (at && (!wake_at || at < wake_at))
+            wake_at = at;
+    }
+    if (a->dirty)
+        save_state(a); /* intent on disk before any process starts */
+    apply_router(a);
+    if (a->compute.launch_pending(a->compute.instance) > 0)
+        a->dirty = true;
+    /* forget services whose deletion finished */
+    size_t kept = 0;
+    for (size_t i = 0; i < a->count; i++) {
+        if (a->services[i].state->removed) {
+            remove_status(a, a->services[i].state->name);
+            managed_clear(&a->services[i]);
+            a->dirty = true;
+        } else {
+            a->services[kept++] = a->services[i];
+        }
+    }
+    a->count = kept;
+    if (a->dirty) {
+        save_state(a);
+        a->dirty = false;
+    }
+    schedule_wake(a, wake_at);
+    return command_result;
+}
+
+/* ---- events ---- */
+
+static int on_reconcile_soon(sd_event_source *source, void *userdata)
+{
+    struct agent *a = userdata;
+    reconcile(a, NULL, COMMAND_NONE);
+    return 0;
+}
+
+static void request_reconcile(void *userdata)
+{
+    struct agent *a = userdata;
+    sd_event_source_set_enabled(a->reconcile_soon, SD_EVENT_ONESHOT);
+}
+
+static int on_wake(sd_event_source *source, uint64_t usec, void *userdata)
+{
+    request_reconcile(userdata);
+    return 0;
+}
+
+static int on_debounce(sd_event_source *source, uint64_t usec, void *userdata)
+{
+    struct agent *a = userdata;
+    a->snapshot_stale = true;
+    request_reconcile(a);
+    return 0;
+}
+
+static int on_source_change(sd_event_source *source, const struct inotify_event *event,
+                            void *userdata)
+{
+    struct agent *a = userdata;
+    /* an editor's save is several events; wait for quiet */
+    uint64_t now;
+    sd_event_now(a->event, CLOCK_MONOTONIC, &now);
+    sd_event_source_set_time(a->debounce, now + (uint64_t)a->options->debounce_ms * 1000);
+    sd_event_source_set_enabled(a->debounce, SD_EVENT_ONESHOT);
+    return 0;
+}
+
+static bool endpoint_idle(void *userdata, const char *service, int port)
+{
+    struct agent *a = userdata;
+    return a->router.endpoint_idle(a->router.instance, service, port);
+}
+
+static int on_signal(sd_event_source *source, const struct signalfd_siginfo *si, void *userdata)
+{
+    struct agent *a = userdata;
+    if (si->ssi_signo == SIGHUP) {
+        a->snapshot_stale = true;
+        request_reconcile(a);
+        return 0;
+    }
+    log_line("stopping on signal %u; replicas and HAProxy keep serving", si->ssi_signo);
+    return sd_event_exit(sd_event_source_get_event(source), 0);
+}
+
+/* ---- control socket: one JSON request per connection ---- */
+
+static int on_control(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+{
+    struct agent *a = userdata;
+    int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (client < 0)
+        return 0;
+    struct timeval timeout = {2, 0};
+    setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    char buf[4096];
+    ssize_t n = read(client, buf, sizeof(buf) - 1);
+    json_t *reply;
+    if (n <= 0) {
+        close(client);
+        return 0;
+    }
+    buf[n] = 0;
+    json_t *request = json_loads(buf, 0, NULL);
+    const char *command = json_string_value(json_object_get(request, "command"));
+    const char *service = json_string_value(json_object_get(request, "service"));
+    if (command && !strcmp(command, "sync")) {
+        a->snapshot_stale = true;
+        reconcile(a, NULL, COMMAND_NONE);
+        reply = json_pack("{s:b, s:s}", "ok", 1, "message", "source read again");
+    } else if (command && service && (!strcmp(command, "rollback") || !strcmp(command, "retry"))) {
+        a->snapshot_stale = true;
+        enum rollout_command c = !strcmp(command, "rollback") ? COMMAND_ROLLBACK : COMMAND_RETRY;
+        struct rollout_result result = reconcile(a, service, c);
+        reply = json_pack("{s:b, s:s}", "ok", !result.command_failed, "message",
+                          result.reply ? result.reply : "done");
+        /* keep moving: the rollback itself takes more steps */
+        request_reconcile(a);
+    } else {
+        reply = json_pack("{s:b, s:s}", "ok", 0, "message", "unknown command");
+    }
+    char *text = json_dumps(reply, JSON_COMPACT);
+    if (text) {
+        if (write(client, text, strlen(text)) < 0 || write(client, "\n", 1) < 0)
+            log_line("control: cannot answer");
+        free(text);
+    }
+    json_decref(reply);
+    json_decref(request);
+    close(client);
+    return 0;
+}
+
+static int open_control_socket(struct agent *a)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_un addr;
+    unix_address(&addr, a->control_path);
+    unlink(a->control_path);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 16) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    chmod(a->control_path, 0600);
+    int r = sd_event_add_io(a->event, &a->control, fd, EPOLLIN, on_control, a);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    sd_event_source_set_io_fd_own(a->control, 1);
+    return 0;
+}
+
+/* ---- start ---- */
+
+static int load_state(struct agent *a, json_t **replicas)
+{
+    json_t *doc = NULL;
+    int r = state_store_load(a->state_path, &doc);
+    if (r < 0) {
+        log_line("cannot read %s: %s; refusing to start over it", a->state_path, strerror(-r));
+        return r;
+    }
+    *replicas = json_incref(json_object_get(doc, "replicas"));
+    const char *name;
+    json_t *value;
+    json_object_foreach(json_object_get(doc, "services"), name, value)
+    {
+        struct service_state *state = service_state_from_json(name, value);
+        if (!state) {
+            log_line("state of service %s is unreadable; it is skipped", name);
+            continue;
+        }
+        if (!add_managed(a, state))
+            service_state_free(state);
+    }
+    json_decref(doc);
+    return 0;
+}
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int agent_run(const struct agent_options *given)
+{
+    /* absolute paths: HAProxy, replicas and their working dirs see them too */
+    struct agent_options absolute = *given;
+    char state_dir[PATH_MAX], source[PATH_MAX];
+    int r;
+    if ((r = make_dir(given->state_dir)) < 0) {
+        log_line("cannot create state dir %s: %s", given->state_dir, strerror(-r));
+        return 1;
+    }
+    if (!realpath(given->state_dir, state_dir) || !realpath(given->source, source)) {
+        log_line("cannot resolve %s or %s: %s", given->state_dir, given->source, strerror(errno));
+        return 1;
+    }
+    absolute.state_dir = state_dir;
+    absolute.source = source;
+    const struct agent_options *options = &absolute;
+    struct agent agent = {.options = options};
+    struct agent *a = &agent;
+    snprintf(a->state_path, sizeof(a->state_path), "%s/state.json", options->state_dir);
+    snprintf(a->status_dir, sizeof(a->status_dir), "%s/status", options->state_dir);
+    snprintf(a->control_path, sizeof(a->control_path), "%s/control.sock", options->state_dir);
+    make_dir(a->status_dir);
+
+    struct diag diag = DIAG_INIT;
+    cli_load_policies(options->policies_dir, &a->policies, &diag);
+    for (size_t i = 0; i < diag.count; i++) {
+        diag_format(&diag.entries[i], stderr);
+        fputc('\n', stderr);
+    }
+    diag_clear(&diag);
+    if (!policy_set_find(&a->policies, POLICY_DEFAULT_NAME)) {
+        log_line("no '%s' policy found; pass --policies DIR", POLICY_DEFAULT_NAME);
+        return 1;
+    }
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    json_t *replicas = NULL;
+    if ((r = sd_event_default(&a->event)) < 0 || (r = load_state(a, &replicas)) < 0)
+        return 1;
+
+    char haproxy_dir[4200];
+    snprintf(haproxy_dir, sizeof(haproxy_dir), "%s/haproxy", options->state_dir);
+    struct haproxy_config hc = {haproxy_dir, options->haproxy_binary, options->pin_header};
+    struct process_config pc = {options->state_dir, options->port_min, options->port_max,
+                                endpoint_idle, a, request_reconcile};
+    if ((r = haproxy_router_new(&hc, &a->router)) < 0 ||
+        (r = process_backend_new(a->event, &pc, replicas, &a->compute)) < 0) {
+        log_line("cannot start the adapters: %s", strerror(-r));
+        json_decref(replicas);
+        return 1;
+    }
+    json_decref(replicas);
+
+    sd_event_add_signal(a->event, NULL, SIGTERM, on_signal, a);
+    sd_event_add_signal(a->event, NULL, SIGINT, on_signal, a);
+    sd_event_add_signal(a->event, NULL, SIGHUP, on_signal, a);
+    sd_event_add_defer(a->event, &a->reconcile_soon, on_reconcile_soon, a);
+    sd_event_source_set_enabled(a->reconcile_soon, SD_EVENT_OFF);
+    sd_event_add_time(a->event, &a->debounce, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_debounce, a);
+    sd_event_source_set_enabled(a->debounce, SD_EVENT_OFF);
+    sd_event_add_time(a->event, &a->wake, CLOCK_REALTIME, UINT64_MAX, 1000, on_wake, a);
+    sd_event_source_set_enabled(a->wake, SD_EVENT_OFF);
+    r = sd_event_add_inotify(a->event, NULL, options->source,
+                             IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
+                                 IN_ATTRIB,
+                             on_source_change, a);
+    if (r < 0) {
+        log_line("cannot watch %s: %s", options->source, strerror(-r));
+        return 1;
+    }
+    if ((r = open_control_socket(a)) < 0) {
+        log_line("cannot open %s: %s", a->control_path, strerror(-r));
+        return 1;
+    }
+    a->snapshot_stale = true;
+    reconcile(a, NULL, COMMAND_NONE);
+    log_line("running: %zu services from %s, state in %s", a->count, options->source,
+             options->state_dir);
+    r = sd_event_loop(a->event);
+
+    save_state(a);
+    unlink(a->control_path);
+    for (size_t i = 0; i < a->count; i++)
+        managed_clear(&a->services[i]);
+    free(a->services);
+    snapshot_clear(&a->snapshot);
+    policy_set_clear(&a->policies);
+    a->compute.free(a->compute.instance);
+    a->router.free(a->router.instance);
+    sd_event_source_disable_unref(a->reconcile_soon);
+    sd_event_source_disable_unref(a->debounce);
+    sd_event_source_disable_unref(a->wake);
+    sd_event_source_disable_unref(a->control);
+    sd_event_unref(a->event);
+    return r < 0 ? 1 : 0;
+}

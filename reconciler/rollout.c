@@ -1,0 +1,620 @@
+#include "rollout.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capacity.h"
+#include "plan.h"
+
+static const struct {
+    const char *name;
+    const char *description;
+} phases[PHASE_COUNT] = {
+    [PHASE_CREATING] = {"creating", "the first version is starting; becomes running when every "
+                                    "deployment is ready, failed if it misses the start deadline"},
+    [PHASE_RUNNING] = {"running", "the primary serves all traffic; a spec change starts an "
+                                  "in-place update or a canary"},
+    [PHASE_CANARY_STARTING] = {"canary_starting",
+                               "the canary is starting beside the primary with no traffic; moves "
+                               "to canary_progressing when ready, rolling_back at the start "
+                               "deadline"},
+    [PHASE_CANARY_PROGRESSING] = {"canary_progressing",
+                                  "traffic moves to the canary step by step; each step stays "
+                                  "healthy for the policy's step_duration"},
+    [PHASE_CANARY_PAUSED] = {"canary_paused",
+                             "held at rollout.canary_percent; raising it (or 100) continues, "
+                             "rolld rollback ends it"},
+    [PHASE_CANARY_HELD] = {"canary_held",
+                           "the canary failed under on_failure: hold; traffic is frozen until "
+                           "rolld rollback or rolld retry"},
+    [PHASE_PROMOTING] = {"promoting", "the canary takes all traffic and becomes primary; the old "
+                                      "version's replicas are drained and stopped"},
+    [PHASE_ROLLING_BACK] = {"rolling_back", "traffic returns to the primary and the canary is "
+                                            "drained and stopped; then rolled_back"},
+    [PHASE_ROLLED_BACK] = {"rolled_back", "the primary serves all traffic; the rejected version is "
+                                          "not retried until its spec changes or rolld retry"},
+    [PHASE_FAILED] = {"failed", "the first version could not start; a new spec or rolld retry "
+                                "tries again"},
+    [PHASE_DELETING] = {"deleting", "the spec file was removed; the service's replicas are "
+                                    "drained and stopped, then it is gone"},
+};
+
+const char *service_phase_name(enum service_phase phase)
+{
+    return phase < PHASE_COUNT ? phases[phase].name : "unknown";
+}
+
+const char *service_phase_description(enum service_phase phase)
+{
+    return phase < PHASE_COUNT ? phases[phase].description : "";
+}
+
+int service_phase_from_name(const char *name)
+{
+    for (int i = 0; i < PHASE_COUNT; i++)
+        if (name && !strcmp(phases[i].name, name))
+            return i;
+    return -1;
+}
+
+struct service_state *service_state_new(const char *name)
+{
+    struct service_state *state = calloc(1, sizeof(*state));
+    if (!state)
+        return NULL;
+    state->name = strdup(name);
+    state->primary = state->canary = -1;
+    state->rejected = json_array();
+    state->history = json_array();
+    if (!state->name || !state->rejected || !state->history) {
+        service_state_free(state);
+        return NULL;
+    }
+    return state;
+}
+
+static void side_clear(struct side_state *side)
+{
+    json_decref(side->doc);
+    free(side->file);
+    memset(side, 0, sizeof(*side));
+}
+
+void service_state_free(struct service_state *state)
+{
+    if (!state)
+        return;
+    for (int i = 0; i < 2; i++)
+        side_clear(&state->sides[i]);
+    free(state->name);
+    free(state->rollback_reason);
+    free(state->last_error);
+    json_decref(state->rejected);
+    json_decref(state->history);
+    free(state);
+}
+
+struct service_spec *side_spec(const struct side_state *side)
+{
+    return side->used ? spec_from_doc(side->doc, side->file) : NULL;
+}
+
+static void side_set(struct side_state *side, const struct service_spec *spec, int capacity)
+{
+    side_clear(side);
+    side->used = true;
+    memcpy(side->version, spec->version, sizeof(side->version));
+    side->doc = json_incref(spec->doc);
+    side->file = strdup(spec->file);
+    side->capacity = capacity;
+}
+
+static void history_add(struct service_state *state, long long now, const char *event,
+                        const char *detail)
+{
+    json_array_append_new(state->history, json_pack("{s:I, s:s, s:s}", "time_ms",
+                                                    (json_int_t)now, "event", event, "detail",
+                                                    detail ? detail : ""));
+    while (json_array_size(state->history) > ROLLOUT_HISTORY_MAX)
+        json_array_remove(state->history, 0);
+}
+
+static void set_phase(struct service_state *state, enum service_phase phase, long long now)
+{
+    if (state->phase == phase)
+        return;
+    state->phase = phase;
+    state->phase_since_ms = now;
+}
+
+static void set_text(char **field, const char *text)
+{
+    free(*field);
+    *field = text ? strdup(text) : NULL;
+}
+
+static bool is_rejected(const struct service_state *state, const char *version)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(state->rejected, i, item) if (!strcmp(json_string_value(item), version))
+        return true;
+    return false;
+}
+
+static const char *side_version_name(const struct side_state *side)
+{
+    const char *name = json_string_value(json_object_get(side->doc, "version_name"));
+    return name ? name : side->version;
+}
+
+static void begin_rollback(struct service_state *state, const char *reason, bool reject,
+                           long long now)
+{
+    char detail[256];
+    snprintf(detail, sizeof(detail), "%s: %s", side_version_name(&state->sides[state->canary]),
+             reason);
+    set_text(&state->rollback_reason, reason);
+    state->reject_on_rollback = reject;
+    history_add(state, now, "rollback_started", detail);
+    set_phase(state, PHASE_ROLLING_BACK, now);
+}
+
+static int other_side(int side)
+{
+    return side == 0 ? 1 : 0;
+}
+
+/* The schedule of the running canary under its current rollout settings. */
+static size_t canary_schedule(const struct service_state *state, const struct policy *policy,
+                              struct capacity_step *steps)
+{
+    json_t *rollout = json_object_get(state->sides[state->canary].doc, "rollout");
+    json_t *surge = json_object_get(rollout, "max_surge_percent");
+    json_t *pause = json_object_get(rollout, "canary_percent");
+    return capacity_schedule(surge ? (int)json_integer_value(surge) : 0,
+                             pause ? (int)json_integer_value(pause) : -1, policy->steps,
+                             policy->step_count, steps);
+}
+
+static long long rollout_timeout_ms(const struct service_state *state, const struct policy *policy)
+{
+    json_t *timeout = json_object_get(json_object_get(state->sides[state->canary].doc, "rollout"),
+                                      "timeout");
+    long long seconds = timeout ? json_integer_value(timeout) : policy->timeout_s;
+    return seconds * 1000;
+}
+
+static void wake(struct rollout_result *result, long long at)
+{
+    if (at > 0 && (result->wake_at_ms == 0 || at < result->wake_at_ms))
+        result->wake_at_ms = at;
+}
+
+/* Rolling back: primary back to full capacity, then all traffic to it, then
+ * the canary drained and stopped. */
+static void step_rollback(struct service_state *state, const struct rollout_input *in,
+                          struct rollout_result *result)
+{
+    struct side_state *primary = &state->sides[state->primary];
+    const struct side_observation *primary_obs = &in->observation.sides[state->primary];
+    const struct side_observation *canary_obs = &in->observation.sides[state->canary];
+    if (primary->capacity < 100) {
+        primary->capacity = 100;
+        result->changed = true;
+        return;
+    }
+    if (state->traffic > 0) {
+        /* an unhealthy canary loses its traffic at once, as long as the
+         * primary has ready replicas to take it */
+        if (!primary_obs->ready && primary_obs->ready_replicas == 0)
+            return;
+        state->traffic = 0;
+        result->changed = true;
+        return;
+    }
+    if (state->sides[state->canary].capacity > 0) {
+        state->sides[state->canary].capacity = 0;
+        result->changed = true;
+        return;
+    }
+    if (canary_obs->total_replicas > 0)
+        return;
+    char detail[256];
+    snprintf(detail, sizeof(detail), "%s: %s", side_version_name(&state->sides[state->canary]),
+             state->rollback_reason ? state->rollback_reason : "");
+    if (state->reject_on_rollback) {
+        json_array_append_new(state->rejected, json_string(state->sides[state->canary].version));
+        set_text(&state->last_error, detail);
+    }
+    history_add(state, in->now_ms, "rolled_back", detail);
+    side_clear(&state->sides[state->canary]);
+    state->canary = -1;
+    set_phase(state, state->reject_on_rollback ? PHASE_ROLLED_BACK : PHASE_RUNNING, in->now_ms);
+    set_text(&state->rollback_reason, NULL);
+    result->changed = true;
+}
+
+static void start_canary(struct service_state *state, const struct rollout_input *in,
+                         struct rollout_result *result)
+{
+    int side = other_side(state->primary);
+    struct capacity_step steps[CAPACITY_MAX_STEPS];
+    side_set(&state->sides[side], in->desired, 0);
+    state->canary = side;
+    size_t n = canary_schedule(state, in->policy, steps);
+    state->sides[side].capacity = n ? steps[0].canary : 100;
+    state->traffic = 0;
+    state->rollout_started_ms = in->now_ms;
+    state->step_since_ms = in->now_ms;
+    set_text(&state->last_error, NULL);
+    char detail[128];
+    snprintf(detail, sizeof(detail), "%s -> %s",
+             side_version_name(&state->sides[state->primary]),
+             side_version_name(&state->sides[side]));
+    history_add(state, in->now_ms, "canary_started", detail);
+    set_phase(state, PHASE_CANARY_STARTING, in->now_ms);
+    result->changed = true;
+}
+
+static bool step_ahead(const struct capacity_step *s, const struct service_state *state)
+{
+    const struct side_state *p = &state->sides[state->primary];
+    const struct side_state *c = &state->sides[state->canary];
+    return s->traffic > state->traffic || s->primary < p->capacity || s->canary > c->capacity;
+}
+
+/* One move along the schedule. */
+static void step_canary(struct service_state *state, const struct rollout_input *in,
+                        struct rollout_result *result)
+{
+    const struct policy *policy = in->policy;
+    struct side_state *primary = &state->sides[state->primary];
+    struct side_state *canary = &state->sides[state->canary];
+    const struct side_observation *canary_obs = &in->observation.sides[state->canary];
+    const struct side_observation *primary_obs = &in->observation.sides[state->primary];
+    long long now = in->now_ms;
+
+    if (canary_obs->unhealthy) {
+        char reason[192];
+        snprintf(reason, sizeof(reason), "canary unhealthy: %s",
+                 canary_obs->unhealthy_reason ? canary_obs->unhealthy_reason : "failing");
+        if (policy->on_failure == ON_FAILURE_HOLD) {
+            if (state->phase != PHASE_CANARY_HELD) {
+                set_text(&state->last_error, reason);
+                history_add(state, now, "canary_held", reason);
+                set_phase(state, PHASE_CANARY_HELD, now);
+                result->changed = true;
+            }
+            return;
+        }
+        begin_rollback(state, reason, true, now);
+        result->changed = true;
+        return;
+    }
+    if (state->phase == PHASE_CANARY_HELD)
+        return; /* only the operator moves a held canary */
+    if (now - state->rollout_started_ms >= rollout_timeout_ms(state, policy) &&
+        state->phase != PHASE_PROMOTING) {
+        begin_rollback(state, "rollout timed out", true, now);
+        result->changed = true;
+        return;
+    }
+    wake(result, state->rollout_started_ms + rollout_timeout_ms(state, policy));
+    if (state->traffic == 0 && !canary_obs->ready) {
+        long long deadline = state->rollout_started_ms + policy->start_timeout_s * 1000;
+        if (now >= deadline) {
+            begin_rollback(state, "canary not ready before the start deadline", true, now);
+            result->changed = true;
+            return;
+        }
+        wake(result, deadline);
+    }
+
+    struct capacity_step steps[CAPACITY_MAX_STEPS];
+    size_t n = canary_schedule(state, policy, steps);
+    const struct capacity_step *next = NULL;
+    for (size_t i = 0; i < n && !next; i++)
+        if (step_ahead(&steps[i], state))
+            next = &steps[i];
+
+    if (!next) {
+        if (state->traffic == 100 && primary->capacity == 0) {
+            set_phase(state, PHASE_PROMOTING, now);
+            if (primary_obs->total_replicas > 0)
+                return;
+            char detail[128];
+            snprintf(detail, sizeof(detail), "%s is primary", side_version_name(canary));
+            history_add(state, now, "promoted", detail);
+            side_clear(primary);
+            state->primary = state->canary;
+            state->canary = -1;
+            state->traffic = 0;
+            set_phase(state, PHASE_RUNNING, now);
+            result->changed = true;
+            return;
+        }
+        if (state->phase != PHASE_CANARY_PAUSED) {
+            char detail[64];
+            snprintf(detail, sizeof(detail), "paused at %d%%", state->traffic);
+            history_add(state, now, "canary_paused", detail);
+            set_phase(state, PHASE_CANARY_PAUSED, now);
+            result->changed = true;
+        }
+        return;
+    }
+
+    if (next->canary > canary->capacity) {
+        canary->capacity = next->canary;
+        result->changed = true;
+        return;
+    }
+    if (next->traffic > state->traffic) {
+        /* traffic moves only onto ready capacity, and each step holds */
+        if (!canary_obs->ready || !primary_obs->ready) {
+            set_phase(state, state->traffic == 0 ? PHASE_CANARY_STARTING : PHASE_CANARY_PROGRESSING,
+                      now);
+            return;
+        }
+        long long hold_until = state->step_since_ms + policy->step_duration_s * 1000;
+        if (state->traffic > 0 && now < hold_until) {
+            set_phase(state, PHASE_CANARY_PROGRESSING, now);
+            wake(result, hold_until);
+            return;
+        }
+        state->traffic = next->traffic;
+        state->step_since_ms = now;
+        char detail[64];
+        snprintf(detail, sizeof(detail), "canary traffic %d%%", state->traffic);
+        history_add(state, now, "traffic_shifted", detail);
+        set_phase(state, PHASE_CANARY_PROGRESSING, now);
+        result->changed = true;
+        return;
+    }
+    if (next->primary < primary->capacity) {
+        /* the last traffic step holds before the old version is retired */
+        long long hold_until = state->step_since_ms + policy->step_duration_s * 1000;
+        if (next->primary == 0 && now < hold_until) {
+            wake(result, hold_until);
+            return;
+        }
+        primary->capacity = next->primary;
+        if (primary->capacity == 0)
+            set_phase(state, PHASE_PROMOTING, now);
+        result->changed = true;
+    }
+}
+
+static void step_steady(struct service_state *state, const struct rollout_input *in,
+                        struct rollout_result *result)
+{
+    const struct service_spec *desired = in->desired;
+    struct side_state *primary = &state->sides[state->primary];
+    if (!strcmp(desired->version, primary->version)) {
+        if (!json_equal(desired->doc, primary->doc)) {
+            /* rollout settings or file moved; same version */
+            side_set(primary, desired, primary->capacity);
+            result->changed = true;
+        }
+        if (state->phase != PHASE_RUNNING) {
+            set_phase(state, PHASE_RUNNING, in->now_ms);
+            result->changed = true;
+        }
+        return;
+    }
+    if (is_rejected(state, desired->version)) {
+        if (state->phase != PHASE_ROLLED_BACK) {
+            set_phase(state, PHASE_ROLLED_BACK, in->now_ms);
+            result->changed = true;
+        }
+        return;
+    }
+    struct service_spec *running = side_spec(primary);
+    struct service_plan plan;
+    int r = running ? plan_compute(desired, running, in->policy, &plan) : -1;
+    spec_free(running);
+    if (r < 0)
+        return;
+    enum plan_action action = plan.action;
+    if (action == PLAN_INVALID && plan.errors.count) {
+        char text[512];
+        snprintf(text, sizeof(text), "%s: %s", plan.errors.entries[0].field,
+                 plan.errors.entries[0].message);
+        if (!state->last_error || strcmp(state->last_error, text) != 0) {
+            set_text(&state->last_error, text);
+            result->changed = true;
+        }
+    }
+    plan_clear(&plan);
+    if (action == PLAN_IN_PLACE_LIGHTWEIGHT) {
+        /* applied to the running replicas: the adapters reconcile counts
+         * and deliver user_config */
+        char detail[128];
+        snprintf(detail, sizeof(detail), "%s -> %s", side_version_name(primary),
+                 json_string_value(json_object_get(desired->doc, "version_name"))
+                     ? json_string_value(json_object_get(desired->doc, "version_name"))
+                     : desired->version);
+        side_set(primary, desired, 100);
+        history_add(state, in->now_ms, "updated_in_place", detail);
+        set_phase(state, PHASE_RUNNING, in->now_ms);
+        result->changed = true;
+        return;
+    }
+    if (action == PLAN_CANARY || action == PLAN_IN_PLACE_HEAVYWEIGHT)
+        start_canary(state, in, result);
+}
+
+static void step_create(struct service_state *state, const struct rollout_input *in,
+                        struct rollout_result *result)
+{
+    struct side_state *side = &state->sides[0];
+    if (!side->used || strcmp(side->version, in->desired->version) != 0) {
+        if (is_rejected(state, in->desired->version)) {
+            set_phase(state, PHASE_FAILED, in->now_ms);
+            return;
+        }
+        side_set(side, in->desired, 100);
+        state->rollout_started_ms = in->now_ms;
+        history_add(state, in->now_ms, "creating", side_version_name(side));
+        set_phase(state, PHASE_CREATING, in->now_ms);
+        result->changed = true;
+        return;
+    }
+    if (!json_equal(side->doc, in->desired->doc))
+        side_set(side, in->desired, 100);
+    const struct side_observation *obs = &in->observation.sides[0];
+    if (obs->ready) {
+        state->primary = 0;
+        state->traffic = 0;
+        history_add(state, in->now_ms, "created", side_version_name(side));
+        set_phase(state, PHASE_RUNNING, in->now_ms);
+        set_text(&state->last_error, NULL);
+        result->changed = true;
+        return;
+    }
+    long long deadline = state->rollout_started_ms + in->policy->start_timeout_s * 1000;
+    if (state->phase == PHASE_CREATING && (in->now_ms >= deadline || obs->unhealthy)) {
+        char text[256];
+        snprintf(text, sizeof(text), "%s did not become ready: %s", side_version_name(side),
+                 obs->unhealthy ? (obs->unhealthy_reason ? obs->unhealthy_reason : "unhealthy")
+                                : "start deadline passed");
+        set_text(&state->last_error, text);
+        history_add(state, in->now_ms, "failed", text);
+        set_phase(state, PHASE_FAILED, in->now_ms);
+        result->changed = true;
+        return;
+    }
+    if (state->phase == PHASE_CREATING)
+        wake(result, deadline);
+}
+
+static void handle_command(struct service_state *state, const struct rollout_input *in,
+                           struct rollout_result *result)
+{
+    if (in->command == COMMAND_ROLLBACK) {
+        if (state->canary < 0 || state->phase == PHASE_ROLLING_BACK) {
+            result->reply = state->phase == PHASE_ROLLING_BACK ? "a rollback is already running"
+                                                               : "no rollout in progress";
+            result->command_failed = true;
+            return;
+        }
+        begin_rollback(state, "manual rollback", true, in->now_ms);
+        result->reply = "rollback started";
+        result->changed = true;
+        return;
+    }
+    if (in->command == COMMAND_RETRY) {
+        const char *version = in->desired ? in->desired->version : NULL;
+        bool held = state->phase == PHASE_CANARY_HELD;
+        if (held) {
+            /* retrying a held canary: let it go on from where it is */
+            history_add(state, in->now_ms, "retry", "held canary released");
+            set_phase(state, PHASE_CANARY_PROGRESSING, in->now_ms);
+            result->reply = "held canary released";
+            result->changed = true;
+            return;
+        }
+        if (!version || !is_rejected(state, version)) {
+            result->reply = "the desired version was not rolled back; nothing to retry";
+            result->command_failed = true;
+            return;
+        }
+        for (size_t i = json_array_size(state->rejected); i > 0; i--)
+            if (!strcmp(json_string_value(json_array_get(state->rejected, i - 1)), version))
+                json_array_remove(state->rejected, i - 1);
+        history_add(state, in->now_ms, "retry", version);
+        set_text(&state->last_error, NULL);
+        if (state->phase == PHASE_FAILED)
+            set_phase(state, PHASE_CREATING, in->now_ms);
+        result->reply = "retrying the rolled-back version";
+        result->changed = true;
+    }
+}
+
+struct rollout_result rollout_step(struct service_state *state, const struct rollout_input *in)
+{
+    struct rollout_result result = {0};
+    if (in->command != COMMAND_NONE) {
+        handle_command(state, in, &result);
+        return result;
+    }
+
+    if (!in->desired && !in->desired_invalid) {
+        /* the spec was removed: drain everything, then forget the service */
+        if (state->phase != PHASE_DELETING) {
+            history_add(state, in->now_ms, "deleting", "");
+            set_phase(state, PHASE_DELETING, in->now_ms);
+            result.changed = true;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (state->sides[i].used && state->sides[i].capacity > 0) {
+                state->sides[i].capacity = 0;
+                result.changed = true;
+            }
+        }
+        if (in->observation.sides[0].total_replicas == 0 &&
+            in->observation.sides[1].total_replicas == 0 && !state->removed) {
+            state->removed = true;
+            result.changed = true;
+        }
+        return result;
+    }
+    if (in->desired_invalid) {
+        /* an invalid spec never disturbs what runs; it only says why */
+        const char *text = in->desired_error ? in->desired_error : "the spec is invalid";
+        if (!state->last_error || strcmp(state->last_error, text) != 0) {
+            set_text(&state->last_error, text);
+            result.changed = true;
+        }
+        if (state->canary < 0 || state->phase == PHASE_CANARY_HELD)
+            return result;
+        /* a running rollout goes on under the spec it started with */
+    }
+    if (state->phase == PHASE_DELETING) {
+        /* the file came back before deletion finished */
+        for (int i = 0; i < 2; i++)
+            if (state->sides[i].used)
+                state->sides[i].capacity = 100;
+        set_phase(state, state->primary >= 0 ? PHASE_RUNNING : PHASE_CREATING, in->now_ms);
+        result.changed = true;
+        return result;
+    }
+    if (state->primary < 0) {
+        if (in->desired)
+            step_create(state, in, &result);
+        return result;
+    }
+    if (state->canary < 0) {
+        if (in->desired)
+            step_steady(state, in, &result);
+        return result;
+    }
+    if (state->phase == PHASE_ROLLING_BACK) {
+        step_rollback(state, in, &result);
+        return result;
+    }
+    const struct service_spec *desired = in->desired;
+    struct side_state *canary = &state->sides[state->canary];
+    if (desired && strcmp(desired->version, canary->version) != 0) {
+        bool back_to_primary = !strcmp(desired->version, state->sides[state->primary].version);
+        begin_rollback(state,
+                       back_to_primary ? "the spec went back to the primary version"
+                                       : "a newer version replaces this canary",
+                       false, in->now_ms);
+        result.changed = true;
+        return result;
+    }
+    if (desired && !json_equal(desired->doc, canary->doc)) {
+        /* same version, new rollout settings (canary_percent, surge, timeout) */
+        int capacity = canary->capacity;
+        side_set(canary, desired, capacity);
+        history_add(state, in->now_ms, "rollout_settings_changed", "");
+        if (state->phase == PHASE_CANARY_PAUSED)
+            set_phase(state, PHASE_CANARY_PROGRESSING, in->now_ms);
+        result.changed = true;
+        return result;
+    }
+    step_canary(state, in, &result);
+    return result;
+}

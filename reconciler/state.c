@@ -1,0 +1,148 @@
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int state_store_save(const char *path, const json_t *doc)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    if (!text)
+        return -ENOMEM;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        free(text);
+        return -errno;
+    }
+    size_t length = strlen(text), done = 0;
+    int r = 0;
+    while (done < length) {
+        ssize_t n = write(fd, text + done, length - done);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            break;
+        }
+        done += (size_t)n;
+    }
+    free(text);
+    if (r == 0 && fsync(fd) < 0)
+        r = -errno;
+    close(fd);
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r < 0) {
+        unlink(tmp);
+        return r;
+    }
+    char dir_path[4096];
+    snprintf(dir_path, sizeof(dir_path), "%s", path);
+    int dir = open(dirname(dir_path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+        fsync(dir);
+        close(dir);
+    }
+    return 0;
+}
+
+int state_store_load(const char *path, json_t **doc)
+{
+    *doc = NULL;
+    json_error_t error;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return errno == ENOENT ? 0 : -errno;
+    *doc = json_loadf(f, 0, &error);
+    fclose(f);
+    return *doc ? 0 : -EBADMSG;
+}
+
+static json_t *side_to_json(const struct side_state *side)
+{
+    if (!side->used)
+        return json_null();
+    return json_pack("{s:s, s:O, s:s, s:i}", "version", side->version, "doc", side->doc, "file",
+                     side->file ? side->file : "", "capacity", side->capacity);
+}
+
+json_t *service_state_to_json(const struct service_state *s)
+{
+    json_t *doc = json_pack(
+        "{s:s, s:[o,o], s:i, s:i, s:i, s:I, s:I, s:I, s:O, s:b, s:O}", "phase",
+        service_phase_name(s->phase), "sides", side_to_json(&s->sides[0]),
+        side_to_json(&s->sides[1]), "primary", s->primary, "canary", s->canary, "traffic",
+        s->traffic, "phase_since_ms", (json_int_t)s->phase_since_ms, "step_since_ms",
+        (json_int_t)s->step_since_ms, "rollout_started_ms", (json_int_t)s->rollout_started_ms,
+        "rejected", s->rejected, "reject_on_rollback", s->reject_on_rollback, "history",
+        s->history);
+    if (doc && s->rollback_reason)
+        json_object_set_new(doc, "rollback_reason", json_string(s->rollback_reason));
+    if (doc && s->last_error)
+        json_object_set_new(doc, "last_error", json_string(s->last_error));
+    return doc;
+}
+
+static int side_from_json(struct side_state *side, const json_t *doc)
+{
+    if (json_is_null(doc) || !doc)
+        return 0;
+    const char *version = json_string_value(json_object_get(doc, "version"));
+    json_t *spec = json_object_get(doc, "doc");
+    if (!version || strlen(version) != 16 || !json_is_object(spec))
+        return -EINVAL;
+    side->used = true;
+    memcpy(side->version, version, 17);
+    side->doc = json_incref(spec);
+    side->file = strdup(json_string_value(json_object_get(doc, "file")) ?: "");
+    side->capacity = (int)json_integer_value(json_object_get(doc, "capacity"));
+    return 0;
+}
+
+struct service_state *service_state_from_json(const char *name, const json_t *doc)
+{
+    struct service_state *s = service_state_new(name);
+    if (!s)
+        return NULL;
+    json_t *sides = json_object_get(doc, "sides");
+    int phase = service_phase_from_name(json_string_value(json_object_get(doc, "phase")));
+    if (phase < 0 || json_array_size(sides) != 2 ||
+        side_from_json(&s->sides[0], json_array_get(sides, 0)) < 0 ||
+        side_from_json(&s->sides[1], json_array_get(sides, 1)) < 0) {
+        service_state_free(s);
+        return NULL;
+    }
+    s->phase = (enum service_phase)phase;
+    s->primary = (int)json_integer_value(json_object_get(doc, "primary"));
+    s->canary = (int)json_integer_value(json_object_get(doc, "canary"));
+    s->traffic = (int)json_integer_value(json_object_get(doc, "traffic"));
+    s->phase_since_ms = json_integer_value(json_object_get(doc, "phase_since_ms"));
+    s->step_since_ms = json_integer_value(json_object_get(doc, "step_since_ms"));
+    s->rollout_started_ms = json_integer_value(json_object_get(doc, "rollout_started_ms"));
+    s->reject_on_rollback = json_is_true(json_object_get(doc, "reject_on_rollback"));
+    json_t *rejected = json_object_get(doc, "rejected");
+    if (json_is_array(rejected)) {
+        json_decref(s->rejected);
+        s->rejected = json_deep_copy(rejected);
+    }
+    json_t *history = json_object_get(doc, "history");
+    if (json_is_array(history)) {
+        json_decref(s->history);
+        s->history = json_deep_copy(history);
+    }
+    const char *text = json_string_value(json_object_get(doc, "rollback_reason"));
+    s->rollback_reason = text ? strdup(text) : NULL;
+    text = json_string_value(json_object_get(doc, "last_error"));
+    s->last_error = text ? strdup(text) : NULL;
+    if (s->primary < -1 || s->primary > 1 || s->canary < -1 || s->canary > 1) {
+        service_state_free(s);
+        return NULL;
+    }
+    return s;
+}
