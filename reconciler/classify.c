@@ -87,8 +87,8 @@ struct change_scope classify_change(const struct change *change, const struct se
             return scope(CLASS_CANARY_ONLY, NULL, NULL); /* another compute adapter */
         if (!next_segment(&p, sub, sizeof(sub), app_buf, NAME_BUF) || !app_buf[0])
             return scope(CLASS_HEAVYWEIGHT, NULL, NULL);
-        if (change->kind != CHANGE_MODIFIED)
-            return scope(CLASS_HEAVYWEIGHT, app_buf, NULL);
+        if (change->kind != CHANGE_MODIFIED && !*p)
+            return scope(CLASS_HEAVYWEIGHT, app_buf, NULL); /* entry added or removed */
         char field[NAME_BUF];
         if (next_segment(&p, field, sizeof(field), ignored, sizeof(ignored)) &&
             in_list(field, process_light))

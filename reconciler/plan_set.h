@@ -3,7 +3,9 @@
  *
  * Services are matched by name. One only in `next` is created, one only in
  * `current` deleted, and one whose next spec is invalid is planned as
- * invalid, never as deleted: an invalid file must not disturb what runs.
+ * invalid, never as deleted: an invalid file must not disturb what runs. A
+ * file whose service name cannot be read at all is taken to be the service
+ * that ran from the file of the same name in `current`.
  * Plans come sorted by service name. Pure.
  */
 #ifndef ROLLD_PLAN_SET_H

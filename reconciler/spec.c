@@ -257,8 +257,9 @@ static void check_process_backend(struct decode_context *ctx, const struct ynode
     const struct ynode *backend_node = ynode_map_get(node, "backend");
     if (!applications || !backend)
         return;
-    if (strcmp(json_string_value(json_object_get(backend, "type")), "process") != 0)
-        return;
+    const char *type = json_string_value(json_object_get(backend, "type"));
+    if (!type || strcmp(type, "process") != 0)
+        return; /* another backend, or a type already reported as wrong */
     json_t *process = json_object_get(backend, "process");
     const struct ynode *process_node = ynode_map_get(backend_node, "process");
     json_t *entries = process ? json_object_get(process, "applications") : NULL;
