@@ -24,7 +24,11 @@ echo "== fuzz the spec parser (bounded)"
 cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DROLLD_FUZZ=ON -DROLLD_TESTS=OFF \
     -DCMAKE_C_COMPILER=clang >/dev/null
 cmake --build build/fuzz -j"$jobs" --target fuzz_spec
+corpus=$(mktemp -d)
+trap 'rm -rf "$corpus"' EXIT
 build/fuzz/tests/fuzz/fuzz_spec -max_total_time="${ROLLD_FUZZ_SECONDS:-60}" -max_len=65536 \
-    -timeout=10 -rss_limit_mb=1024 tests/fuzz/corpus examples/services/v1 examples/services/v2 \
-    2>&1 | tail -n 3
+    -timeout=10 -rss_limit_mb=1024 -dict=tests/fuzz/yaml.dict -artifact_prefix=build/fuzz/ \
+    "$corpus" tests/fuzz/corpus examples/services/v1 examples/services/v2 >build/fuzz/fuzz.log 2>&1 ||
+    { tail -n 60 build/fuzz/fuzz.log; echo "fuzz: crash; reproducer in build/fuzz/"; exit 1; }
+tail -n 2 build/fuzz/fuzz.log
 echo "fuzz: no crash"
