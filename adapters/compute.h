@@ -32,6 +32,9 @@ struct compute_adapter {
                 int capacity, const struct policy *policy);
     void (*observe)(void *instance, const char *service, int side,
                     const struct service_spec *spec, int capacity, struct side_observation *out);
+    /* Ready replicas of one deployment among its first `wanted` (those that count). */
+    int (*count_ready)(void *instance, const char *service, int side, const char *application,
+                       const char *deployment, int wanted);
     /* Endpoints of the ingress deployment of one application; returns the count. */
     size_t (*endpoints)(void *instance, const char *service, int side, const char *application,
                         struct endpoint *out, size_t max);

@@ -233,33 +233,11 @@ static void write_status(struct agent *a, struct managed *m, const char *invalid
                 c->deployment = app->deployments[j].name;
                 c->desired = capacity_replicas(app->deployments[j].num_replicas,
                                                m->state->sides[side].capacity);
-                c->ready = 0;
+                c->ready = a->compute.count_ready(a->compute.instance, m->state->name, side,
+                                                  app->name, app->deployments[j].name, c->desired);
             }
         }
-        /* ready counts from the adapter, per deployment */
-        struct side_observation obs;
-        a->compute.observe(a->compute.instance, m->state->name, side, spec,
-                           m->state->sides[side].capacity, &obs);
-        (void)obs;
     }
-    json_t *replicas = a->compute.to_json(a->compute.instance);
-    size_t i;
-    json_t *r;
-    json_array_foreach(replicas, i, r)
-    {
-        if (strcmp(json_string_value(json_object_get(r, "service")), m->state->name) ||
-            strcmp(json_string_value(json_object_get(r, "state")), "ready"))
-            continue;
-        int side = (int)json_integer_value(json_object_get(r, "side"));
-        for (size_t k = 0; side >= 0 && side < 2 && k < views[side].count; k++)
-            if (!strcmp(views[side].counts[k].application,
-                        json_string_value(json_object_get(r, "application"))) &&
-                !strcmp(views[side].counts[k].deployment,
-                        json_string_value(json_object_get(r, "deployment"))) &&
-                json_integer_value(json_object_get(r, "index")) < views[side].counts[k].desired)
-                views[side].counts[k].ready++;
-    }
-    json_decref(replicas);
     json_t *doc = status_document(m->state, views, invalid_error, wall_ms());
     /* compare without the timestamp so an unchanged service is not rewritten */
     json_t *stable = json_deep_copy(doc);
@@ -347,7 +325,16 @@ static long long reconcile_service(struct agent *a, struct managed *m,
         observe(a, m, &in.observation);
         in.now_ms = wall_ms();
         in.command = step == 0 ? command : COMMAND_NONE;
+        enum service_phase before = m->state->phase;
+        size_t events = json_array_size(m->state->history);
         struct rollout_result result = rollout_step(m->state, &in);
+        if (m->state->phase != before || json_array_size(m->state->history) != events) {
+            json_t *last = json_array_get(m->state->history, json_array_size(m->state->history) - 1);
+            log_line("%s: %s (%s%s%s)", m->state->name, service_phase_name(m->state->phase),
+                     json_string_value(json_object_get(last, "event")) ?: "",
+                     json_string_length(json_object_get(last, "detail")) ? ": " : "",
+                     json_string_value(json_object_get(last, "detail")) ?: "");
+        }
         if (step == 0 && command != COMMAND_NONE && command_result)
             *command_result = result;
         if (result.wake_at_ms && (!wake_at || result.wake_at_ms < wake_at))
@@ -365,12 +352,15 @@ static long long reconcile_service(struct agent *a, struct managed *m,
     return wake_at;
 }
 
+/* Even with nothing to wait for, look again now and then: a level-triggered
+ * loop heals what an event missed (a router that died, a lost inotify). */
+#define RESYNC_MS 10000
+
 static void schedule_wake(struct agent *a, long long at)
 {
-    if (!at) {
-        sd_event_source_set_enabled(a->wake, SD_EVENT_OFF);
-        return;
-    }
+    long long resync = wall_ms() + RESYNC_MS;
+    if (!at || at > resync)
+        at = resync;
     sd_event_source_set_time(a->wake, (uint64_t)at * 1000);
     sd_event_source_set_enabled(a->wake, SD_EVENT_ONESHOT);
 }

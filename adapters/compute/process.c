@@ -744,6 +744,20 @@ static void process_observe(void *instance, const char *service, int side,
     }
 }
 
+static int process_count_ready(void *instance, const char *service, int side,
+                               const char *application, const char *deployment, int wanted)
+{
+    struct backend *b = instance;
+    int ready = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        struct replica *r = b->replicas[i];
+        if (replica_matches(r, service, side) && r->state == REPLICA_READY && r->index < wanted &&
+            !strcmp(r->application, application) && !strcmp(r->deployment, deployment))
+            ready++;
+    }
+    return ready;
+}
+
 static size_t process_endpoints(void *instance, const char *service, int side,
                                 const char *application, struct endpoint *out, size_t max)
 {
@@ -1011,6 +1025,7 @@ int process_backend_new(sd_event *event, const struct process_config *config,
         .instance = b,
         .sync = process_sync,
         .observe = process_observe,
+        .count_ready = process_count_ready,
         .endpoints = process_endpoints,
         .launch_pending = process_launch_pending,
         .to_json = process_to_json,

@@ -598,9 +598,25 @@ static bool apply_runtime(struct haproxy *h, const struct hp_service *services, 
 
 /* ---- the adapter ---- */
 
+/* HAProxy is supervised: a master that died (or was never started by us
+ * and is gone after an agent restart) makes the next apply start it again. */
+static bool master_running(struct haproxy *h)
+{
+    FILE *f = fopen(h->pid_path, "r");
+    int pid = 0;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return pid > 0 && kill(pid, 0) == 0;
+}
+
 static int haproxy_apply(void *instance, const struct router_service *in, size_t count)
 {
     struct haproxy *h = instance;
+    if (h->synced && !master_running(h))
+        h->synced = false;
     struct hp_service *next = calloc(count ? count : 1, sizeof(*next));
     if (!next)
         return -ENOMEM;
