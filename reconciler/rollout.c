@@ -149,9 +149,23 @@ static const char *side_version_name(const struct side_state *side)
     return name ? name : side->version;
 }
 
+static int canary_surge(const struct service_state *state)
+{
+    json_t *rollout = json_object_get(state->sides[state->canary].doc, "rollout");
+    return (int)json_integer_value(json_object_get(rollout, "max_surge_percent"));
+}
+
+static bool canary_paused_by_spec(const struct service_state *state)
+{
+    json_t *rollout = json_object_get(state->sides[state->canary].doc, "rollout");
+    return json_object_get(rollout, "canary_percent") != NULL;
+}
+
 static void begin_rollback(struct service_state *state, const char *reason, bool reject,
                            long long now)
 {
+    state->rollback_surge = canary_surge(state);
+    state->rollback_immediate = false;
     char detail[256];
     snprintf(detail, sizeof(detail), "%s: %s", side_version_name(&state->sides[state->canary]),
              reason);
@@ -192,47 +206,77 @@ static void wake(struct rollout_result *result, long long at)
         result->wake_at_ms = at;
 }
 
-/* Rolling back: primary back to full capacity, then all traffic to it, then
- * the canary drained and stopped. */
+/* Rolling back. At once (unhealthy canary, or no surge bound): the primary
+ * back to full capacity, all traffic to it as soon as it has a ready
+ * replica, then the canary drained and stopped. Gradually under a surge
+ * bound S, the forward schedule in reverse, keeping traffic(v) <= capacity(v)
+ * and capacity(primary) + capacity(canary) <= 100 + S at every instant:
+ * traffic back onto the primary's ready capacity, the canary shrunk to its
+ * traffic, the primary grown within the budget, again. */
 static void step_rollback(struct service_state *state, const struct rollout_input *in,
                           struct rollout_result *result)
 {
     struct side_state *primary = &state->sides[state->primary];
+    struct side_state *canary = &state->sides[state->canary];
     const struct side_observation *primary_obs = &in->observation.sides[state->primary];
     const struct side_observation *canary_obs = &in->observation.sides[state->canary];
-    if (primary->capacity < 100) {
-        primary->capacity = 100;
-        result->changed = true;
-        return;
-    }
-    if (state->traffic > 0) {
-        /* an unhealthy canary loses its traffic at once, as long as the
-         * primary has ready replicas to take it */
-        if (!primary_obs->ready && primary_obs->ready_replicas == 0)
+    int surge = state->rollback_surge;
+    if (state->rollback_immediate || surge <= 0) {
+        if (primary->capacity < 100) {
+            primary->capacity = 100;
+            result->changed = true;
             return;
-        state->traffic = 0;
-        result->changed = true;
+        }
+        if (state->traffic > 0) {
+            if (!primary_obs->ready && primary_obs->ready_replicas == 0)
+                return;
+            state->traffic = 0;
+            result->changed = true;
+            return;
+        }
+    } else if (state->traffic > 0 || primary->capacity < 100) {
+        int target = 100 - primary->capacity > 0 ? 100 - primary->capacity : 0;
+        if (target < state->traffic && primary_obs->ready) {
+            state->traffic = target;
+            result->changed = true;
+            return;
+        }
+        if (canary->capacity > state->traffic) {
+            canary->capacity = state->traffic;
+            result->changed = true;
+            return;
+        }
+        int room = 100 + surge - canary->capacity;
+        if (room > 100)
+            room = 100;
+        if (room > primary->capacity) {
+            primary->capacity = room;
+            result->changed = true;
+        }
         return;
     }
-    if (state->sides[state->canary].capacity > 0) {
-        state->sides[state->canary].capacity = 0;
+    if (canary->capacity > 0) {
+        canary->capacity = 0;
         result->changed = true;
         return;
     }
     if (canary_obs->total_replicas > 0)
         return;
     char detail[256];
-    snprintf(detail, sizeof(detail), "%s: %s", side_version_name(&state->sides[state->canary]),
+    snprintf(detail, sizeof(detail), "%s: %s", side_version_name(canary),
              state->rollback_reason ? state->rollback_reason : "");
     if (state->reject_on_rollback) {
-        json_array_append_new(state->rejected, json_string(state->sides[state->canary].version));
+        json_array_append_new(state->rejected, json_string(canary->version));
         set_text(&state->last_error, detail);
     }
     history_add(state, in->now_ms, "rolled_back", detail);
-    side_clear(&state->sides[state->canary]);
+    side_clear(canary);
     state->canary = -1;
+    state->traffic = 0;
     set_phase(state, state->reject_on_rollback ? PHASE_ROLLED_BACK : PHASE_RUNNING, in->now_ms);
     set_text(&state->rollback_reason, NULL);
+    state->rollback_immediate = false;
+    state->rollback_surge = 0;
     result->changed = true;
 }
 
@@ -290,22 +334,34 @@ static void step_canary(struct service_state *state, const struct rollout_input 
             return;
         }
         begin_rollback(state, reason, true, now);
+        /* DESIGN.md rule 4: an unhealthy canary without a pause returns all
+         * traffic to the primary at once, whatever the surge bound */
+        state->rollback_immediate = !canary_paused_by_spec(state);
         result->changed = true;
         return;
     }
     if (state->phase == PHASE_CANARY_HELD)
         return; /* only the operator moves a held canary */
-    if (now - state->rollout_started_ms >= rollout_timeout_ms(state, policy) &&
-        state->phase != PHASE_PROMOTING) {
-        begin_rollback(state, "rollout timed out", true, now);
-        result->changed = true;
-        return;
+    /* a pause the spec asks for lasts until the spec changes (rule 2) */
+    if (state->phase != PHASE_CANARY_PAUSED && state->phase != PHASE_PROMOTING) {
+        if (now - state->rollout_started_ms >= rollout_timeout_ms(state, policy)) {
+            begin_rollback(state, "rollout timed out", true, now);
+            result->changed = true;
+            return;
+        }
+        wake(result, state->rollout_started_ms + rollout_timeout_ms(state, policy));
     }
-    wake(result, state->rollout_started_ms + rollout_timeout_ms(state, policy));
     if (state->traffic == 0 && !canary_obs->ready) {
         long long deadline = state->rollout_started_ms + policy->start_timeout_s * 1000;
         if (now >= deadline) {
-            begin_rollback(state, "canary not ready before the start deadline", true, now);
+            const char *reason = "canary not ready before the start deadline";
+            if (policy->on_failure == ON_FAILURE_HOLD) {
+                set_text(&state->last_error, reason);
+                history_add(state, now, "canary_held", reason);
+                set_phase(state, PHASE_CANARY_HELD, now);
+            } else {
+                begin_rollback(state, reason, true, now);
+            }
             result->changed = true;
             return;
         }
@@ -335,6 +391,10 @@ static void step_canary(struct service_state *state, const struct rollout_input 
             result->changed = true;
             return;
         }
+        if (state->traffic == 0 && !canary_obs->ready) {
+            set_phase(state, PHASE_CANARY_STARTING, now);
+            return; /* a pause at 0% still waits for a ready canary */
+        }
         if (state->phase != PHASE_CANARY_PAUSED) {
             char detail[64];
             snprintf(detail, sizeof(detail), "paused at %d%%", state->traffic);
@@ -346,6 +406,10 @@ static void step_canary(struct service_state *state, const struct rollout_input 
     }
 
     if (next->canary > canary->capacity) {
+        /* under a surge bound the primary's drained replicas must be gone
+         * before the canary takes their room (GPUs are not shared) */
+        if (canary->capacity > 0 && primary_obs->surplus_replicas > 0)
+            return;
         canary->capacity = next->canary;
         result->changed = true;
         return;
@@ -449,7 +513,9 @@ static void step_create(struct service_state *state, const struct rollout_input 
                         struct rollout_result *result)
 {
     struct side_state *side = &state->sides[0];
-    if (!side->used || strcmp(side->version, in->desired->version) != 0) {
+    if (!in->desired && !side->used)
+        return;
+    if (in->desired && (!side->used || strcmp(side->version, in->desired->version) != 0)) {
         if (is_rejected(state, in->desired->version)) {
             set_phase(state, PHASE_FAILED, in->now_ms);
             return;
@@ -461,7 +527,7 @@ static void step_create(struct service_state *state, const struct rollout_input 
         result->changed = true;
         return;
     }
-    if (!json_equal(side->doc, in->desired->doc))
+    if (in->desired && !json_equal(side->doc, in->desired->doc))
         side_set(side, in->desired, 100);
     const struct side_observation *obs = &in->observation.sides[0];
     if (obs->ready) {
@@ -500,6 +566,8 @@ static void handle_command(struct service_state *state, const struct rollout_inp
             return;
         }
         begin_rollback(state, "manual rollback", true, in->now_ms);
+        if (in->rollback_surge > 0)
+            state->rollback_surge = in->rollback_surge;
         result->reply = "rollback started";
         result->changed = true;
         return;
@@ -508,10 +576,23 @@ static void handle_command(struct service_state *state, const struct rollout_inp
         const char *version = in->desired ? in->desired->version : NULL;
         bool held = state->phase == PHASE_CANARY_HELD;
         if (held) {
-            /* retrying a held canary: let it go on from where it is */
+            /* retrying a held canary: let it go on from where it is, with
+             * fresh deadlines */
+            state->rollout_started_ms = in->now_ms;
+            state->step_since_ms = in->now_ms;
+            set_text(&state->last_error, NULL);
             history_add(state, in->now_ms, "retry", "held canary released");
             set_phase(state, PHASE_CANARY_PROGRESSING, in->now_ms);
             result->reply = "held canary released";
+            result->changed = true;
+            return;
+        }
+        if (state->phase == PHASE_FAILED && state->primary < 0) {
+            state->rollout_started_ms = in->now_ms;
+            set_text(&state->last_error, NULL);
+            history_add(state, in->now_ms, "retry", "starting the first version again");
+            set_phase(state, PHASE_CREATING, in->now_ms);
+            result->reply = "starting the first version again";
             result->changed = true;
             return;
         }
@@ -532,7 +613,20 @@ static void handle_command(struct service_state *state, const struct rollout_inp
     }
 }
 
+static struct rollout_result rollout_step_once(struct service_state *state,
+                                               const struct rollout_input *in);
+
 struct rollout_result rollout_step(struct service_state *state, const struct rollout_input *in)
+{
+    enum service_phase before = state->phase;
+    struct rollout_result result = rollout_step_once(state, in);
+    if (state->phase != before)
+        result.changed = true; /* so that the agent saves and reports it */
+    return result;
+}
+
+static struct rollout_result rollout_step_once(struct service_state *state,
+                                               const struct rollout_input *in)
 {
     struct rollout_result result = {0};
     if (in->command != COMMAND_NONE) {
@@ -567,16 +661,32 @@ struct rollout_result rollout_step(struct service_state *state, const struct rol
             set_text(&state->last_error, text);
             result.changed = true;
         }
+        if (state->primary < 0 && state->phase != PHASE_DELETING) {
+            /* a first version that is starting goes on starting */
+            step_create(state, in, &result);
+            return result;
+        }
         if (state->canary < 0 || state->phase == PHASE_CANARY_HELD)
             return result;
         /* a running rollout goes on under the spec it started with */
     }
     if (state->phase == PHASE_DELETING) {
-        /* the file came back before deletion finished */
-        for (int i = 0; i < 2; i++)
-            if (state->sides[i].used)
-                state->sides[i].capacity = 100;
-        set_phase(state, state->primary >= 0 ? PHASE_RUNNING : PHASE_CREATING, in->now_ms);
+        /* the file came back before deletion finished: the primary comes
+         * back; a canary that was running is dropped (all traffic to the
+         * primary once it has a ready replica), and the next pass decides
+         * afresh what the spec asks for */
+        int main_side = state->primary >= 0 ? state->primary : 0;
+        if (state->sides[main_side].used)
+            state->sides[main_side].capacity = 100;
+        if (state->canary >= 0 && state->primary >= 0) {
+            begin_rollback(state, "the spec came back while the service was being deleted",
+                           false, in->now_ms);
+            state->rollback_immediate = true;
+        } else {
+            set_phase(state, state->primary >= 0 ? PHASE_RUNNING : PHASE_CREATING, in->now_ms);
+            state->rollout_started_ms = in->now_ms;
+        }
+        history_add(state, in->now_ms, "restored", "");
         result.changed = true;
         return result;
     }

@@ -64,6 +64,8 @@ struct service_state {
     json_t *rejected;           /* array of version ids not to retry */
     char *rollback_reason;      /* set while rolling back */
     bool reject_on_rollback;
+    bool rollback_immediate;    /* all traffic back at once (unhealthy canary, no pause) */
+    int rollback_surge;         /* 100+S bound of a gradual rollback; 0: none */
     char *last_error;
     json_t *history;            /* array of {time_ms, event, detail}, newest last */
     bool removed;               /* deletion finished: drop the state */
@@ -74,6 +76,7 @@ struct side_observation {
     bool ready;        /* every deployment has its desired replicas ready */
     int ready_replicas;
     int total_replicas; /* alive, including starting and draining */
+    int surplus_replicas; /* alive beyond the side's capacity: draining or stopping */
     bool unhealthy;     /* crash loop or failing health checks */
     const char *unhealthy_reason;
 };
@@ -91,6 +94,7 @@ struct rollout_input {
     const struct policy *policy;
     struct service_observation observation;
     enum rollout_command command;
+    int rollback_surge; /* with COMMAND_ROLLBACK: a bound other than the rollout's, 0: its own */
     long long now_ms;
 };
 

@@ -82,6 +82,10 @@ json_t *service_state_to_json(const struct service_state *s)
         (json_int_t)s->step_since_ms, "rollout_started_ms", (json_int_t)s->rollout_started_ms,
         "rejected", s->rejected, "reject_on_rollback", s->reject_on_rollback, "history",
         s->history);
+    if (doc && s->rollback_immediate)
+        json_object_set_new(doc, "rollback_immediate", json_true());
+    if (doc && s->rollback_surge)
+        json_object_set_new(doc, "rollback_surge", json_integer(s->rollback_surge));
     if (doc && s->rollback_reason)
         json_object_set_new(doc, "rollback_reason", json_string(s->rollback_reason));
     if (doc && s->last_error)
@@ -126,6 +130,8 @@ struct service_state *service_state_from_json(const char *name, const json_t *do
     s->step_since_ms = json_integer_value(json_object_get(doc, "step_since_ms"));
     s->rollout_started_ms = json_integer_value(json_object_get(doc, "rollout_started_ms"));
     s->reject_on_rollback = json_is_true(json_object_get(doc, "reject_on_rollback"));
+    s->rollback_immediate = json_is_true(json_object_get(doc, "rollback_immediate"));
+    s->rollback_surge = (int)json_integer_value(json_object_get(doc, "rollback_surge"));
     json_t *rejected = json_object_get(doc, "rejected");
     if (json_is_array(rejected)) {
         json_decref(s->rejected);
@@ -140,7 +146,15 @@ struct service_state *service_state_from_json(const char *name, const json_t *do
     s->rollback_reason = text ? strdup(text) : NULL;
     text = json_string_value(json_object_get(doc, "last_error"));
     s->last_error = text ? strdup(text) : NULL;
-    if (s->primary < -1 || s->primary > 1 || s->canary < -1 || s->canary > 1) {
+    /* a document that contradicts itself is refused, not half-trusted */
+    bool valid = s->primary >= -1 && s->primary <= 1 && s->canary >= -1 && s->canary <= 1 &&
+                 (s->primary < 0 || s->sides[s->primary].used) &&
+                 (s->canary < 0 || (s->sides[s->canary].used && s->canary != s->primary &&
+                                    s->primary >= 0)) &&
+                 s->traffic >= 0 && s->traffic <= 100;
+    for (int i = 0; i < 2 && valid; i++)
+        valid = s->sides[i].capacity >= 0 && s->sides[i].capacity <= 100;
+    if (!valid) {
         service_state_free(s);
         return NULL;
     }

@@ -719,6 +719,8 @@ static void process_observe(void *instance, const char *service, int side,
         if (!replica_matches(r, service, side) || r->state == REPLICA_GONE)
             continue;
         out->total_replicas++;
+        if (r->state == REPLICA_DRAINING || r->state == REPLICA_STOPPING)
+            out->surplus_replicas++;
         if (r->state == REPLICA_READY)
             out->ready_replicas++;
         if (r->crash_loop && replica_active(r)) {

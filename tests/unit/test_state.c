@@ -16,14 +16,6 @@
 #include "state.h"
 #include "unit_helpers.h"
 
-#define KNOWN_BUG(text)                                                                            \
-    do {                                                                                           \
-        if (!getenv("ROLLD_RUN_KNOWN_BUGS")) {                                                     \
-            print_message("known bug, skipped (ROLLD_RUN_KNOWN_BUGS=1 runs it): %s\n", text);      \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
-
 static struct service_spec *make_spec(const char *import, const char *rollout)
 {
     char text[2048];
@@ -353,9 +345,6 @@ static void capacity_negative(json_t *d)
 static void test_refuses_inconsistent_states(void **state)
 {
     (void)state;
-    KNOWN_BUG("state.c service_state_from_json() accepts a primary or canary index that points "
-              "at an empty side, canary == primary, traffic outside 0..100 and capacities "
-              "outside 0..100");
     expect_refused("the primary on an empty side", primary_on_empty_side);
     expect_refused("canary == primary", canary_is_primary);
     expect_refused("traffic 150", traffic_over_100);
