@@ -348,6 +348,10 @@ static long long reconcile_service(struct agent *a, struct managed *m,
         if (m->state->removed)
             break;
     }
+    /* the adapters move on their own too (a replica became ready: the next
+     * wave of an in-place update may start), so they are synced every pass */
+    if (in.policy && !m->state->removed)
+        sync_compute(a, m, in.policy);
     write_status(a, m, in.desired_error);
     return wake_at;
 }

@@ -15,6 +15,10 @@ static const struct {
                                     "deployment is ready, failed if it misses the start deadline"},
     [PHASE_RUNNING] = {"running", "the primary serves all traffic; a spec change starts an "
                                   "in-place update or a canary"},
+    [PHASE_UPDATING_IN_PLACE] = {"updating_in_place",
+                                 "a heavyweight change is applied in place: replicas are "
+                                 "replaced in waves behind the router; running when none of "
+                                 "the old ones is left"},
     [PHASE_CANARY_STARTING] = {"canary_starting",
                                "the canary is starting beside the primary with no traffic; moves "
                                "to canary_progressing when ready, rolling_back at the start "
@@ -461,6 +465,12 @@ static void step_steady(struct service_state *state, const struct rollout_input 
             side_set(primary, desired, primary->capacity);
             result->changed = true;
         }
+        if (state->phase == PHASE_UPDATING_IN_PLACE) {
+            const struct side_observation *obs = &in->observation.sides[state->primary];
+            if (!obs->ready || obs->outdated_replicas > 0)
+                return; /* the waves go on */
+            history_add(state, in->now_ms, "updated_in_place", side_version_name(primary));
+        }
         if (state->phase != PHASE_RUNNING) {
             set_phase(state, PHASE_RUNNING, in->now_ms);
             result->changed = true;
@@ -505,7 +515,20 @@ static void step_steady(struct service_state *state, const struct rollout_input 
         result->changed = true;
         return;
     }
-    if (action == PLAN_CANARY || action == PLAN_IN_PLACE_HEAVYWEIGHT)
+    if (action == PLAN_IN_PLACE_HEAVYWEIGHT) {
+        /* the compute adapter replaces the affected replicas in waves */
+        char detail[128];
+        snprintf(detail, sizeof(detail), "%s -> %s", side_version_name(primary),
+                 json_string_value(json_object_get(desired->doc, "version_name"))
+                     ? json_string_value(json_object_get(desired->doc, "version_name"))
+                     : desired->version);
+        side_set(primary, desired, 100);
+        history_add(state, in->now_ms, "updating_in_place", detail);
+        set_phase(state, PHASE_UPDATING_IN_PLACE, in->now_ms);
+        result->changed = true;
+        return;
+    }
+    if (action == PLAN_CANARY)
         start_canary(state, in, result);
 }
 

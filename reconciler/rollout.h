@@ -14,7 +14,7 @@
  * Pure: no I/O, no clock.
  *
  * Service phases (published in the README and schema/status.schema.json):
- *   creating, running, canary_starting, canary_progressing, canary_paused,
+ *   creating, running, updating_in_place, canary_starting, canary_progressing, canary_paused,
  *   canary_held, promoting, rolling_back, rolled_back, failed, deleting.
  */
 #ifndef ROLLD_ROLLOUT_H
@@ -29,6 +29,7 @@
 enum service_phase {
     PHASE_CREATING,
     PHASE_RUNNING,
+    PHASE_UPDATING_IN_PLACE,
     PHASE_CANARY_STARTING,
     PHASE_CANARY_PROGRESSING,
     PHASE_CANARY_PAUSED,
@@ -77,6 +78,7 @@ struct side_observation {
     int ready_replicas;
     int total_replicas; /* alive, including starting and draining */
     int surplus_replicas; /* alive beyond the side's capacity: draining or stopping */
+    int outdated_replicas; /* of an earlier in-place version, still to be replaced */
     bool unhealthy;     /* crash loop or failing health checks */
     const char *unhealthy_reason;
 };

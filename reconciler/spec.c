@@ -1,5 +1,6 @@
 #include "spec.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -483,44 +484,142 @@ static int compare_by_name(const void *a, const void *b)
     return strcmp(x ? x : "", y ? y : "");
 }
 
-/* Sorts a list of named things in place by name. */
-static void sort_by_name(json_t *array)
+/* A new reference to a list of named things in name order: the list itself
+ * when it is already in strict name order (the usual case, and the only one
+ * where nothing need be allocated), else a new list of the same items sorted
+ * by name. Anything but a list is returned as it is. NULL on no memory. */
+static json_t *named_list_in_order(json_t *array)
 {
     size_t n = json_array_size(array);
-    json_t **items = n ? calloc(n, sizeof(*items)) : NULL;
-    if (!items)
-        return;
+    bool ordered = true;
+    for (size_t i = 1; ordered && i < n; i++) {
+        json_t *pair[2] = {json_array_get(array, i - 1), json_array_get(array, i)};
+        ordered = compare_by_name(&pair[0], &pair[1]) < 0;
+    }
+    if (ordered)
+        return json_incref(array);
+    json_t **items = calloc(n, sizeof(*items));
+    json_t *sorted = items ? json_array() : NULL;
+    if (!sorted) {
+        free(items);
+        return NULL;
+    }
     for (size_t i = 0; i < n; i++)
-        items[i] = json_incref(json_array_get(array, i));
+        items[i] = json_array_get(array, i);
     qsort(items, n, sizeof(*items), compare_by_name);
-    json_array_clear(array);
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(array, items[i]);
+        if (json_array_append(sorted, items[i]) < 0) {
+            json_decref(sorted);
+            sorted = NULL;
+            break;
+        }
     free(items);
+    return sorted;
 }
 
+/* A new reference to object, or to a shallow copy of it whose member key is
+ * replaced by value (stolen), when value is not the member already. */
+static json_t *object_with(json_t *object, const char *key, json_t *value)
+{
+    if (!value)
+        return NULL;
+    if (json_object_get(object, key) == value) {
+        json_decref(value);
+        return json_incref(object);
+    }
+    json_t *copy = json_object();
+    if (!copy || json_object_update(copy, object) < 0 || json_object_set_new(copy, key, value) < 0) {
+        json_decref(copy);
+        return NULL;
+    }
+    return copy;
+}
+
+/* The applications, each with its deployments in name order, in name order;
+ * a new reference, NULL on no memory. */
+static json_t *applications_in_name_order(json_t *applications)
+{
+    json_t *apps = json_array();
+    bool reordered = false;
+    for (size_t i = 0; apps && i < json_array_size(applications); i++) {
+        json_t *app = json_array_get(applications, i);
+        json_t *deployments = json_object_get(app, "deployments");
+        json_t *ordered = deployments ? object_with(app, "deployments",
+                                                    named_list_in_order(deployments))
+                                      : json_incref(app);
+        reordered |= ordered != app;
+        if (!ordered || json_array_append_new(apps, ordered) < 0) {
+            json_decref(apps);
+            apps = NULL;
+        }
+    }
+    if (apps && !reordered) {
+        json_decref(apps);
+        apps = json_incref(applications);
+    }
+    json_t *sorted = apps ? named_list_in_order(apps) : NULL;
+    json_decref(apps);
+    return sorted;
+}
+
+/* The version doc with its lists of named things (applications, their
+ * deployments, the process backend's applications) in name order. Shares
+ * every value it need not reorder with doc: usually it is doc itself. A new
+ * reference, NULL on no memory. */
+static json_t *version_doc_in_name_order(json_t *doc)
+{
+    json_t *applications = json_object_get(doc, "applications");
+    json_t *result = json_is_array(applications)
+                         ? object_with(doc, "applications", applications_in_name_order(applications))
+                         : json_incref(doc);
+    json_t *backend = json_object_get(result, "backend");
+    json_t *process = json_object_get(backend, "process");
+    json_t *entries = json_object_get(process, "applications");
+    if (!result || !entries)
+        return result;
+    json_t *ordered_process = object_with(process, "applications", named_list_in_order(entries));
+    json_t *ordered_backend =
+        ordered_process ? object_with(backend, "process", ordered_process) : NULL;
+    json_t *ordered = ordered_backend ? object_with(result, "backend", ordered_backend) : NULL;
+    json_decref(result);
+    return ordered;
+}
+
+struct text_hash {
+    unsigned long long value;
+    bool ended; /* the text ends at its first NUL, as a C string does */
+};
+
+static int hash_chunk(const char *buffer, size_t size, void *data)
+{
+    struct text_hash *h = data;
+    for (size_t i = 0; i < size && !h->ended; i++) {
+        if (!buffer[i]) {
+            h->ended = true;
+            break;
+        }
+        h->value ^= (unsigned char)buffer[i];
+        h->value *= 0x100000001b3ULL; /* FNV-1a 64 */
+    }
+    return 0;
+}
+
+/* The version is the FNV-1a 64 hash of the canonical text of version_doc
+ * (spec_canonical_text) with its lists of named things in name order:
+ * applications, deployments and process entries are matched by name (see
+ * diff.h), so their order in the file is not part of the version. The text
+ * is hashed as jansson writes it, never held whole, and the lists are put in
+ * order without copying more than the objects that hold them. */
 static void hash_version(struct service_spec *spec)
 {
-    /* applications, deployments and process entries are matched by name
-     * (see diff.h), so their order in the file is not part of the version */
-    json_t *ordered = json_deep_copy(spec->version_doc);
-    json_t *applications = json_object_get(ordered, "applications");
-    sort_by_name(applications);
-    size_t i;
-    json_t *app;
-    json_array_foreach(applications, i, app)
-        sort_by_name(json_object_get(app, "deployments"));
-    sort_by_name(json_object_get(
-        json_object_get(json_object_get(ordered, "backend"), "process"), "applications"));
-    char *text = spec_canonical_text(ordered ? ordered : spec->version_doc);
+    static const unsigned long long offset_basis = 0xcbf29ce484222325ULL;
+    json_t *ordered = version_doc_in_name_order(spec->version_doc);
+    struct text_hash h = {offset_basis, false};
+    if (json_dump_callback(ordered ? ordered : spec->version_doc, hash_chunk, &h,
+                           JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) < 0)
+        h.value = offset_basis; /* no text at all, as when it could not be written */
     json_decref(ordered);
-    unsigned long long h = 0xcbf29ce484222325ULL; /* FNV-1a 64 */
-    for (const unsigned char *p = (const unsigned char *)text; p && *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    snprintf(spec->version, sizeof(spec->version), "%016llx", h);
-    free(text);
+    snprintf(spec->version, sizeof(spec->version), "%016llx", h.value);
 }
 
 static struct service_spec *spec_from_doc_steal(json_t *doc, const char *file, struct diag *diag);
@@ -559,8 +658,9 @@ static struct service_spec *spec_from_doc_steal(json_t *doc, const char *file, s
     }
     spec->doc = doc;
     spec->file = strdup(file);
-    spec->version_doc = json_deep_copy(doc);
-    if (spec->version_doc)
+    /* a shallow copy: it shares every value with doc, which no one changes */
+    spec->version_doc = json_object();
+    if (spec->version_doc && json_object_update(spec->version_doc, doc) == 0)
         json_object_del(spec->version_doc, "rollout");
     if (!spec->file || !spec->version_doc || fill_typed(spec) < 0) {
         spec_free(spec);

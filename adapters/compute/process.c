@@ -57,6 +57,7 @@ struct replica {
     char *health_url;
     char *reconfigure_url;
     char *user_config;  /* JSON text the replica runs with */
+    char identity[17];  /* hash of what a restart would change; see deployment_identity() */
     sd_event_source *exit_source;
     sd_event_source *timer;
     struct http_request *probe;
@@ -71,6 +72,7 @@ struct backend {
     struct replica **replicas;
     size_t count, capacity;
     int next_port;
+    bool dirty; /* a replica changed state since the last launch_pending() */
 };
 
 static long long now_ms(struct backend *b)
@@ -123,6 +125,7 @@ static void replica_set_state(struct replica *r, enum replica_state state)
 {
     if (r->state == state)
         return;
+    r->backend->dirty = true;
     r->state = state;
     r->state_since_ms = now_ms(r->backend);
 }
@@ -656,52 +659,205 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
     r->user_config = config ? config : strdup("null");
 }
 
+/* What a replica cannot change without a restart: everything about its
+ * deployment except the fields DESIGN.md rule 5 calls lightweight. Two
+ * replicas with the same identity are interchangeable; a replica whose
+ * identity differs from its deployment's is replaced, in waves. */
+static void deployment_identity(const struct service_spec *spec, const struct application_spec *app,
+                                const struct deployment_spec *d, char out[17])
+{
+    static const char *const service_light[] = {"applications", "backend", "rollout",
+                                                "version_name", "tags", "logging_config"};
+    static const char *const app_light[] = {"deployments", "route_prefix", "logging_config"};
+    static const char *const deployment_light[] = {
+        "num_replicas", "autoscaling_config", "max_ongoing_requests", "max_queued_requests",
+        "logging_config", "health_check_period_s", "health_check_timeout_s",
+        "graceful_shutdown_timeout_s", "graceful_shutdown_wait_loop_s", "user_config"};
+    static const char *const process_light[] = {"health_path", "reconfigure_path", "ingress"};
+    json_t *service = json_copy(spec->doc);
+    for (size_t i = 0; i < sizeof(service_light) / sizeof(*service_light); i++)
+        json_object_del(service, service_light[i]);
+    json_t *app_doc = NULL, *dep_doc = NULL, *entry = NULL, *item;
+    size_t i;
+    json_array_foreach(json_object_get(spec->doc, "applications"), i, item)
+        if (!strcmp(json_string_value(json_object_get(item, "name")), app->name))
+            app_doc = item;
+    json_array_foreach(json_object_get(app_doc, "deployments"), i, item)
+        if (!strcmp(json_string_value(json_object_get(item, "name")), d->name))
+            dep_doc = item;
+    json_array_foreach(json_object_get(json_object_get(json_object_get(spec->doc, "backend"),
+                                                       "process"), "applications"), i, item)
+        if (!strcmp(json_string_value(json_object_get(item, "name")), app->name))
+            entry = item;
+    json_t *app_part = app_doc ? json_copy(app_doc) : json_object();
+    for (i = 0; i < sizeof(app_light) / sizeof(*app_light); i++)
+        json_object_del(app_part, app_light[i]);
+    json_t *dep_part = dep_doc ? json_copy(dep_doc) : json_object();
+    for (i = 0; i < sizeof(deployment_light) / sizeof(*deployment_light); i++)
+        json_object_del(dep_part, deployment_light[i]);
+    /* without a reconfigure path, user_config reaches a replica only by a restart */
+    if (!app->reconfigure_path && dep_doc && json_object_get(dep_doc, "user_config"))
+        json_object_set(dep_part, "user_config", json_object_get(dep_doc, "user_config"));
+    json_t *entry_part = entry ? json_copy(entry) : json_object();
+    for (i = 0; i < sizeof(process_light) / sizeof(*process_light); i++)
+        json_object_del(entry_part, process_light[i]);
+    json_t *all = json_pack("{s:o, s:o, s:o, s:o}", "service", service, "application", app_part,
+                            "deployment", dep_part, "process", entry_part);
+    char *text = json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    unsigned long long h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)text; p && *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
+    snprintf(out, 17, "%016llx", h);
+    free(text);
+    json_decref(all);
+}
+
+static bool replica_of(const struct replica *r, const char *service, int side,
+                       const char *application, const char *deployment)
+{
+    return replica_matches(r, service, side) && !strcmp(r->application, application) &&
+           !strcmp(r->deployment, deployment);
+}
+
+/* Worst first: not started, then not ready, then the highest index. */
+static int drain_rank(const struct replica *r)
+{
+    int rank = r->state == REPLICA_READY ? 0 : r->state == REPLICA_STARTING ? 1 : 2;
+    return rank * 100000 + r->index;
+}
+
+static void drain_worst(struct backend *b, const char *service, int side, const char *app,
+                        const char *dep, const char *identity, bool matching)
+{
+    struct replica *worst = NULL;
+    for (size_t i = 0; i < b->count; i++) {
+        struct replica *r = b->replicas[i];
+        if (!replica_of(r, service, side, app, dep) || !replica_active(r) ||
+            (strcmp(r->identity, identity) == 0) != matching)
+            continue;
+        if (!worst || drain_rank(r) > drain_rank(worst))
+            worst = r;
+    }
+    if (worst)
+        replica_drain(worst);
+}
+
+static int free_index(struct backend *b, const char *service, int side, const char *app,
+                      const char *dep)
+{
+    for (int index = 0;; index++) {
+        bool used = false;
+        for (size_t i = 0; i < b->count && !used; i++) {
+            struct replica *r = b->replicas[i];
+            used = r->state != REPLICA_GONE && r->index == index &&
+                   replica_of(r, service, side, app, dep);
+        }
+        if (!used)
+            return index;
+    }
+}
+
+struct deployment_counts {
+    int current, outdated, ready_current;
+};
+
+static struct deployment_counts count_replicas(struct backend *b, const char *service, int side,
+                                               const char *app, const char *dep,
+                                               const char *identity)
+{
+    struct deployment_counts c = {0, 0, 0};
+    for (size_t i = 0; i < b->count; i++) {
+        struct replica *r = b->replicas[i];
+        if (!replica_of(r, service, side, app, dep) || !replica_active(r))
+            continue;
+        if (strcmp(r->identity, identity) == 0) {
+            c.current++;
+            if (r->state == REPLICA_READY)
+                c.ready_current++;
+        } else {
+            c.outdated++;
+        }
+    }
+    return c;
+}
+
+/*
+ * One deployment toward `want` replicas of `identity`. Replicas of another
+ * identity are replaced in waves (start new, wait ready, drain old): at most
+ * `wave` replicas beyond `want` run at once, and an old replica leaves only
+ * when a new one is ready to take its place, so ready capacity never drops.
+ */
+static int sync_deployment(struct backend *b, const char *service, int side,
+                           const struct service_spec *spec, const struct application_spec *app,
+                           const struct deployment_spec *d, int want, int wave,
+                           const struct policy *policy)
+{
+    char identity[17];
+    deployment_identity(spec, app, d, identity);
+    for (size_t i = 0; i < b->count; i++) {
+        struct replica *r = b->replicas[i];
+        if (replica_of(r, service, side, app->name, d->name) && replica_active(r) &&
+            !strcmp(r->identity, identity))
+            replica_configure(b, r, spec, app, d, policy);
+    }
+    struct deployment_counts c = count_replicas(b, service, side, app->name, d->name, identity);
+    while (c.current > want) {
+        drain_worst(b, service, side, app->name, d->name, identity, true);
+        c = count_replicas(b, service, side, app->name, d->name, identity);
+    }
+    int keep_outdated = want - c.ready_current > 0 ? want - c.ready_current : 0;
+    while (c.outdated > keep_outdated) {
+        drain_worst(b, service, side, app->name, d->name, identity, false);
+        c = count_replicas(b, service, side, app->name, d->name, identity);
+    }
+    int budget = want + wave - c.current - c.outdated;
+    int start = want - c.current < budget ? want - c.current : budget;
+    for (int k = 0; k < start; k++) {
+        struct replica *r = replica_add(b);
+        if (!r)
+            return -ENOMEM;
+        new_replica_id(r->id);
+        r->service = strdup(service);
+        r->application = strdup(app->name);
+        r->deployment = strdup(d->name);
+        r->side = side;
+        r->index = free_index(b, service, side, app->name, d->name);
+        memcpy(r->identity, identity, sizeof(r->identity));
+        r->state = REPLICA_PENDING;
+        r->state_since_ms = now_ms(b);
+        replica_configure(b, r, spec, app, d, policy);
+    }
+    return 0;
+}
+
 static int process_sync(void *instance, const char *service, int side,
                         const struct service_spec *spec, int capacity, const struct policy *policy)
 {
     struct backend *b = instance;
-    /* drain what the spec no longer has, or everything at capacity 0 */
+    /* drain what the spec no longer has, or everything without a spec */
     for (size_t i = 0; i < b->count; i++) {
         struct replica *r = b->replicas[i];
         if (!replica_matches(r, service, side) || !replica_active(r))
             continue;
         const struct application_spec *app = find_app(spec, r->application);
-        const struct deployment_spec *d = find_deployment(app, r->deployment);
-        int want = d ? capacity_replicas(d->num_replicas, capacity) : 0;
-        if (!d || r->index >= want)
+        if (!find_deployment(app, r->deployment) || capacity <= 0)
             replica_drain(r);
     }
-    if (!spec)
+    if (!spec || capacity <= 0)
         return 0;
+    int wave_percent = policy ? policy->wave_percent : 20;
     for (size_t a = 0; a < spec->application_count; a++) {
         const struct application_spec *app = &spec->applications[a];
         for (size_t k = 0; k < app->deployment_count; k++) {
             const struct deployment_spec *d = &app->deployments[k];
             int want = capacity_replicas(d->num_replicas, capacity);
-            for (int index = 0; index < want; index++) {
-                struct replica *found = NULL;
-                for (size_t i = 0; i < b->count && !found; i++) {
-                    struct replica *r = b->replicas[i];
-                    if (replica_matches(r, service, side) && replica_active(r) &&
-                        r->index == index && !strcmp(r->application, app->name) &&
-                        !strcmp(r->deployment, d->name))
-                        found = r;
-                }
-                if (!found) {
-                    found = replica_add(b);
-                    if (!found)
-                        return -ENOMEM;
-                    new_replica_id(found->id);
-                    found->service = strdup(service);
-                    found->application = strdup(app->name);
-                    found->deployment = strdup(d->name);
-                    found->side = side;
-                    found->index = index;
-                    found->state = REPLICA_PENDING;
-                    found->state_since_ms = now_ms(b);
-                }
-                replica_configure(b, found, spec, app, d, policy);
-            }
+            int wave = capacity_replicas(want, wave_percent);
+            int r = sync_deployment(b, service, side, spec, app, d, want, wave < 1 ? 1 : wave,
+                                    policy);
+            if (r < 0)
+                return r;
         }
     }
     return 0;
@@ -731,17 +887,14 @@ static void process_observe(void *instance, const char *service, int side,
     for (size_t a = 0; spec && a < spec->application_count; a++) {
         const struct application_spec *app = &spec->applications[a];
         for (size_t k = 0; k < app->deployment_count; k++) {
-            int want = capacity_replicas(app->deployments[k].num_replicas, capacity);
-            int ready = 0;
-            for (size_t i = 0; i < b->count; i++) {
-                struct replica *r = b->replicas[i];
-                if (replica_matches(r, service, side) && r->state == REPLICA_READY &&
-                    r->index < want && !strcmp(r->application, app->name) &&
-                    !strcmp(r->deployment, app->deployments[k].name))
-                    ready++;
-            }
-            if (ready < want)
+            const struct deployment_spec *d = &app->deployments[k];
+            char identity[17];
+            deployment_identity(spec, app, d, identity);
+            struct deployment_counts c =
+                count_replicas(b, service, side, app->name, d->name, identity);
+            if (c.ready_current < capacity_replicas(d->num_replicas, capacity))
                 out->ready = false;
+            out->outdated_replicas += c.outdated;
         }
     }
 }
@@ -753,11 +906,10 @@ static int process_count_ready(void *instance, const char *service, int side,
     int ready = 0;
     for (size_t i = 0; i < b->count; i++) {
         struct replica *r = b->replicas[i];
-        if (replica_matches(r, service, side) && r->state == REPLICA_READY && r->index < wanted &&
-            !strcmp(r->application, application) && !strcmp(r->deployment, deployment))
+        if (replica_of(r, service, side, application, deployment) && r->state == REPLICA_READY)
             ready++;
     }
-    return ready;
+    return ready < wanted ? ready : wanted;
 }
 
 static size_t process_endpoints(void *instance, const char *service, int side,
@@ -809,6 +961,9 @@ static int process_launch_pending(void *instance)
             b->replicas[kept++] = b->replicas[i];
     }
     b->count = kept;
+    if (b->dirty)
+        launched++; /* tells the caller to save */
+    b->dirty = false;
     return launched;
 }
 
@@ -822,9 +977,9 @@ static json_t *process_to_json(void *instance)
             continue;
         json_array_append_new(
             array,
-            json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:b, s:b, "
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:b, s:b, "
                       "s:O, s:s?, s:s?, s:s?, s:f, s:f, s:f, s:i}",
-                      "id", r->id, "service", r->service, "application", r->application,
+                      "id", r->id, "identity", r->identity, "service", r->service, "application", r->application,
                       "deployment", r->deployment, "side", r->side, "index", r->index, "version",
                       r->version, "pid", (int)r->pid, "start_time", (json_int_t)r->start_time,
                       "port", r->port, "state", state_names[r->state], "restarts", r->restarts,
@@ -879,6 +1034,8 @@ static void adopt(struct backend *b, const json_t *item)
     r->index = (int)json_integer_value(json_object_get(item, "index"));
     snprintf(r->version, sizeof(r->version), "%s",
              json_string_value(json_object_get(item, "version")) ?: "");
+    snprintf(r->identity, sizeof(r->identity), "%s",
+             json_string_value(json_object_get(item, "identity")) ?: "");
     r->pid = (pid_t)json_integer_value(json_object_get(item, "pid"));
     r->start_time = (unsigned long long)json_integer_value(json_object_get(item, "start_time"));
     r->port = (int)json_integer_value(json_object_get(item, "port"));
