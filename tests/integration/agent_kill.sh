@@ -9,6 +9,7 @@ source "$(dirname "$0")/lib.sh"
 
 # Known agent bugs this test exposes (reported; see the commit message):
 BUG_MASTER_CLI="haproxy_runtime_command() does not shut down its write side, so each command on HAProxy's master socket waits out the 5 s poll timeout; a restarted agent blocks ~15 s in start_or_reload()"
+BUG_INDEX="process.c sync_deployment() adds the new record to b->replicas before free_index() runs, and the record (index 0 from calloc, state pending) marks index 0 as used: replicas are numbered from 1"
 BUG_RELOAD="the agent reloads HAProxy when it starts again, and HAProxy 2.6 closes idle keep-alive client connections of the old worker on reload (no 'option idle-close-on-response'): up to one read error per client connection"
 
 it_setup
@@ -98,6 +99,9 @@ identities=$(for pid in $running; do
 done | sort)
 log "replicas: $(echo "$identities" | tr '\n' ';')"
 check_eq "distinct (version, replica index) among them" "$desired" "$(echo "$identities" | sort -u | grep -c .)"
+indexes=$(echo "$identities" | grep -o 'ROLLD_REPLICA=[0-9]*' | cut -d= -f2 | sort -n | tr '\n' ' ')
+known_bug "$BUG_INDEX" "replica indexes (ROLLD_REPLICA) are 0..$((desired - 1)) (got: $indexes)" \
+    test "$indexes" = "$(seq 0 $((desired - 1)) | tr '\n' ' ')"
 known=$(jq -r '.replicas[] | select(.state != "gone") | .pid' "$STATE/state.json" | sort -n)
 check_eq "their pids are the ones the state records" "$(echo $running)" "$(echo $known)"
 masters=$(haproxy_master_pids)

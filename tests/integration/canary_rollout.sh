@@ -21,6 +21,7 @@ load_start main 2
 wait_until 10 "the load to flow through HAProxy" load_flowing "${before:-0}" ||
     fatal "the continuous load does not reach HAProxy"
 
+RELOADS_BEFORE=$(haproxy_reloads)
 log "saving v2"
 write_spec v2
 T0=$SAVED_MS
@@ -99,6 +100,8 @@ else
 fi
 check "the canary's version id is the primary's now" test "$(st .primary.version)" = "$V2_VERSION"
 check "v1's replicas are stopped" wait_until 30 "v1 replicas to stop" no_replicas_of v1
+check_eq "HAProxy reloads during the rollout (traffic moved by the runtime API only)" 0 \
+    "$(($(haproxy_reloads) - ${RELOADS_BEFORE:-0}))"
 burst after 1s >/dev/null
 check_eq "after the rollout, unpinned requests reach" '["v2"]' "$(jq -c '.versions | keys' "$WORK/after.json")"
 

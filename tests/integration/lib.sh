@@ -505,6 +505,11 @@ runtime_command() {
         print while <$s>;' "$1" "$2" 2>/dev/null
 }
 
+# haproxy_reloads: how many times the master reloaded (show proc on the master socket)
+haproxy_reloads() {
+    runtime_command "$STATE/haproxy/master.sock" "show proc" | awk '$2 == "master" { print $3 }'
+}
+
 kill_pids() {
     local signal=$1
     shift
