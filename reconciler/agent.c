@@ -303,6 +303,32 @@ static const char *first_error(const struct spec_entry *entry, char *buf, size_t
     return buf;
 }
 
+/* What the host has free for one service: the inventory less what every
+ * other service's versions take at their current capacities. */
+static bool available_for(struct agent *a, const struct managed *self, struct resource_need *out)
+{
+    const struct inventory *inv = &a->options->inventory;
+    if (!inv->declared)
+        return false;
+    struct resource_need used = {0, 0, 0};
+    for (size_t i = 0; i < a->count; i++) {
+        const struct managed *m = &a->services[i];
+        if (m == self)
+            continue;
+        for (int side = 0; side < 2; side++) {
+            if (!m->state->sides[side].used || !m->specs[side])
+                continue;
+            struct resource_need need =
+                inventory_need_version(m->specs[side], m->state->sides[side].capacity);
+            inventory_need_add(&used, &need);
+        }
+    }
+    out->cpus = inv->cpus - used.cpus;
+    out->memory = inv->memory > 0 ? inv->memory - used.memory : 0;
+    out->gpu_devices = (int)inv->gpu_count - used.gpu_devices;
+    return true;
+}
+
 /* Runs the transition function for one service until it settles. */
 static long long reconcile_service(struct agent *a, struct managed *m,
                                    const struct spec_entry *entry, enum rollout_command command,
@@ -313,6 +339,7 @@ static long long reconcile_service(struct agent *a, struct managed *m,
     in.desired = entry ? entry->spec : NULL;
     in.desired_invalid = entry && !entry->spec;
     in.desired_error = first_error(entry, error, sizeof(error));
+    struct resource_need available;
     long long wake_at = 0;
     for (int step = 0; step < MAX_STEPS_PER_PASS; step++) {
         refresh_specs(m);
@@ -323,6 +350,7 @@ static long long reconcile_service(struct agent *a, struct managed *m,
         if (!in.policy)
             return 0;
         observe(a, m, &in.observation);
+        in.available = available_for(a, m, &available) ? &available : NULL;
         in.now_ms = wall_ms();
         in.command = step == 0 ? command : COMMAND_NONE;
         enum service_phase before = m->state->phase;
@@ -352,7 +380,6 @@ static long long reconcile_service(struct agent *a, struct managed *m,
      * wave of an in-place update may start), so they are synced every pass */
     if (in.policy && !m->state->removed)
         sync_compute(a, m, in.policy);
-    write_status(a, m, in.desired_error);
     return wake_at;
 }
 
@@ -423,6 +450,15 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
     apply_router(a);
     if (a->compute.launch_pending(a->compute.instance) > 0)
         a->dirty = true;
+    /* the status says what the router already does */
+    for (size_t i = 0; i < a->count; i++) {
+        struct managed *m = &a->services[i];
+        if (m->state->removed)
+            continue;
+        char error[1024];
+        write_status(a, m, first_error(snapshot_find(&a->snapshot, m->state->name), error,
+                                       sizeof(error)));
+    }
     /* forget services whose deletion finished */
     size_t kept = 0;
     for (size_t i = 0; i < a->count; i++) {
@@ -659,7 +695,8 @@ int agent_run(const struct agent_options *given)
     snprintf(haproxy_dir, sizeof(haproxy_dir), "%s/haproxy", options->state_dir);
     struct haproxy_config hc = {haproxy_dir, options->haproxy_binary, options->pin_header};
     struct process_config pc = {options->state_dir, options->port_min, options->port_max,
-                                endpoint_idle, a, request_reconcile};
+                                endpoint_idle, a, request_reconcile, options->inventory.gpus,
+                                options->inventory.gpu_count};
     if ((r = haproxy_router_new(&hc, &a->router)) < 0 ||
         (r = process_backend_new(a->event, &pc, replicas, &a->compute)) < 0) {
         log_line("cannot start the adapters: %s", strerror(-r));

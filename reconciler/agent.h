@@ -6,6 +6,8 @@
 #ifndef ROLLD_AGENT_H
 #define ROLLD_AGENT_H
 
+#include "inventory.h"
+
 struct agent_options {
     const char *source;
     const char *state_dir;
@@ -14,6 +16,7 @@ struct agent_options {
     const char *pin_header;
     int port_min, port_max;
     int debounce_ms;
+    struct inventory inventory; /* declared: rollouts are checked against it */
 };
 
 int agent_run(const struct agent_options *options);

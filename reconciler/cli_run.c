@@ -16,6 +16,9 @@ int cli_run(int argc, char **argv)
         {"pin-header", required_argument, NULL, 'H'},
         {"port-range", required_argument, NULL, 'r'},
         {"debounce-ms", required_argument, NULL, 'b'},
+        {"cpus", required_argument, NULL, 'C'},
+        {"memory", required_argument, NULL, 'M'},
+        {"gpus", required_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -30,7 +33,7 @@ int cli_run(int argc, char **argv)
     };
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "s:d:p:x:H:r:b:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:d:p:x:H:r:b:C:M:G:h", options, NULL)) != -1) {
         switch (c) {
         case 's':
             o.source = optarg;
@@ -58,14 +61,40 @@ int cli_run(int argc, char **argv)
         case 'b':
             o.debounce_ms = atoi(optarg);
             break;
+        case 'C':
+            o.inventory.declared = true;
+            o.inventory.cpus = atof(optarg);
+            break;
+        case 'M': {
+            char *end;
+            double value = strtod(optarg, &end);
+            double scale = !strcmp(end, "Gi") ? 1073741824.0 : !strcmp(end, "Mi") ? 1048576.0 : 1;
+            o.inventory.declared = true;
+            o.inventory.memory = (long long)(value * scale);
+            break;
+        }
+        case 'G': {
+            /* device indices: 0,1,2,3 */
+            o.inventory.declared = true;
+            o.inventory.gpu_count = 0;
+            char *copy = strdup(optarg);
+            for (char *save = NULL, *t = strtok_r(copy, ",", &save);
+                 t && o.inventory.gpu_count < INVENTORY_MAX_GPUS; t = strtok_r(NULL, ",", &save))
+                o.inventory.gpus[o.inventory.gpu_count++] = atoi(t);
+            free(copy);
+            break;
+        }
         case 'h':
             puts("usage: rolld run --source DIR [--state-dir DIR] [--policies DIR] [--haproxy PATH]\n"
-                 "                 [--pin-header NAME] [--port-range LOW-HIGH] [--debounce-ms N]");
+                 "                 [--pin-header NAME] [--port-range LOW-HIGH] [--debounce-ms N]\n"
+                 "                 [--cpus N] [--memory BYTES|NMi|NGi] [--gpus 0,1,...]");
             return 0;
         default:
             return 2;
         }
     }
+    if (o.inventory.declared && o.inventory.cpus <= 0)
+        o.inventory.cpus = 1e9; /* not declared: not the limit */
     if (!o.source) {
         fputs("rolld run: --source DIR is required\n", stderr);
         return 2;

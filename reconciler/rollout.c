@@ -40,6 +40,9 @@ static const struct {
                                           "not retried until its spec changes or rolld retry"},
     [PHASE_FAILED] = {"failed", "the first version could not start; a new spec or rolld retry "
                                 "tries again"},
+    [PHASE_BLOCKED] = {"blocked", "the change does not fit in the host's free resources; nothing "
+                                  "was started; a smaller max_surge_percent, a smaller change or "
+                                  "freed resources unblock it"},
     [PHASE_DELETING] = {"deleting", "the spec file was removed; the service's replicas are "
                                     "drained and stopped, then it is gone"},
 };
@@ -487,9 +490,36 @@ static void step_steady(struct service_state *state, const struct rollout_input 
     struct service_spec *running = side_spec(primary);
     struct service_plan plan;
     int r = running ? plan_compute(desired, running, in->policy, &plan) : -1;
-    spec_free(running);
-    if (r < 0)
+    if (r < 0) {
+        spec_free(running);
         return;
+    }
+    if (plan.action == PLAN_CANARY && in->available) {
+        /* the whole schedule must fit before anything starts */
+        int surge = desired->rollout.max_surge_percent;
+        struct resource_need need = inventory_need_rollout(desired, running, in->policy, surge);
+        char reason[192], text[320];
+        if (!inventory_fits(&need, in->available, reason, sizeof(reason))) {
+            int fits = inventory_largest_surge(desired, running, in->policy, in->available);
+            if (fits > 0)
+                snprintf(text, sizeof(text),
+                         "blocked: the rollout %s; the largest max_surge_percent that fits is %d",
+                         reason, fits);
+            else
+                snprintf(text, sizeof(text),
+                         "blocked: the rollout %s, and no max_surge_percent fits", reason);
+            if (!state->last_error || strcmp(state->last_error, text) != 0) {
+                set_text(&state->last_error, text);
+                history_add(state, in->now_ms, "blocked", text + 9);
+                result->changed = true;
+            }
+            set_phase(state, PHASE_BLOCKED, in->now_ms);
+            spec_free(running);
+            plan_clear(&plan);
+            return;
+        }
+    }
+    spec_free(running);
     enum plan_action action = plan.action;
     if (action == PLAN_INVALID && plan.errors.count) {
         char text[512];
@@ -542,6 +572,19 @@ static void step_create(struct service_state *state, const struct rollout_input 
         if (is_rejected(state, in->desired->version)) {
             set_phase(state, PHASE_FAILED, in->now_ms);
             return;
+        }
+        if (in->available) {
+            struct resource_need need = inventory_need_version(in->desired, 100);
+            char reason[192], text[256];
+            if (!inventory_fits(&need, in->available, reason, sizeof(reason))) {
+                snprintf(text, sizeof(text), "blocked: the first version %s", reason);
+                if (!state->last_error || strcmp(state->last_error, text) != 0) {
+                    set_text(&state->last_error, text);
+                    history_add(state, in->now_ms, "blocked", text + 9);
+                }
+                set_phase(state, PHASE_BLOCKED, in->now_ms);
+                return;
+            }
         }
         side_set(side, in->desired, 100);
         state->rollout_started_ms = in->now_ms;

@@ -15,7 +15,7 @@
  *
  * Service phases (published in the README and schema/status.schema.json):
  *   creating, running, updating_in_place, canary_starting, canary_progressing, canary_paused,
- *   canary_held, promoting, rolling_back, rolled_back, failed, deleting.
+ *   canary_held, promoting, rolling_back, rolled_back, failed, deleting, blocked.
  */
 #ifndef ROLLD_ROLLOUT_H
 #define ROLLD_ROLLOUT_H
@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "inventory.h"
 #include "policy.h"
 #include "spec.h"
 
@@ -39,6 +40,7 @@ enum service_phase {
     PHASE_ROLLED_BACK,
     PHASE_FAILED,
     PHASE_DELETING,
+    PHASE_BLOCKED,
     PHASE_COUNT,
 };
 
@@ -97,6 +99,9 @@ struct rollout_input {
     struct service_observation observation;
     enum rollout_command command;
     int rollback_surge; /* with COMMAND_ROLLBACK: a bound other than the rollout's, 0: its own */
+    /* what the host has free for this service (its own usage included);
+     * NULL when the host declares no inventory */
+    const struct resource_need *available;
     long long now_ms;
 };
 

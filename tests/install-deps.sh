@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_packages=(build-essential cmake pkg-config libyaml-dev libjansson-dev libsystemd-dev
                 libcurl4-openssl-dev libmicrohttpd-dev haproxy curl)
-test_packages=(libcmocka-dev clang libclang-rt-14-dev nodejs npm wrk)
+test_packages=(libcmocka-dev clang libclang-rt-14-dev nodejs npm wrk jq)
 
 packages=("${build_packages[@]}")
 if [ "${1:-build}" = test ]; then

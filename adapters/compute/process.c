@@ -58,6 +58,8 @@ struct replica {
     char *reconfigure_url;
     char *user_config;  /* JSON text the replica runs with */
     char identity[17];  /* hash of what a restart would change; see deployment_identity() */
+    double num_gpus;    /* what the replica asks for */
+    char gpus[256];     /* devices it was given: "0,1"; empty: none */
     sd_event_source *exit_source;
     sd_event_source *timer;
     struct http_request *probe;
@@ -72,6 +74,8 @@ struct backend {
     struct replica **replicas;
     size_t count, capacity;
     int next_port;
+    int gpus[64];
+    size_t gpu_count;
     bool dirty; /* a replica changed state since the last launch_pending() */
 };
 
@@ -192,6 +196,7 @@ static void replica_exited(struct replica *r, int status_known, int status)
     r->pid = 0;
     r->start_time = 0;
     if (r->state == REPLICA_STOPPING || r->state == REPLICA_DRAINING || r->state == REPLICA_GONE) {
+        r->gpus[0] = 0;
         replica_set_state(r, REPLICA_GONE);
         sd_event_source_set_enabled(r->timer, SD_EVENT_OFF);
         notify_changed(r->backend);
@@ -246,6 +251,72 @@ static char *expand_port(const char *arg, int port)
     return out;
 }
 
+/* ---- GPUs ---- */
+
+static bool holds_devices(const struct replica *r)
+{
+    return r->gpus[0] && r->state != REPLICA_GONE && (r->pid > 0 || r->state == REPLICA_PENDING ||
+                                                     r->state == REPLICA_BACKOFF);
+}
+
+/* Fractions of each device taken by the replicas that hold devices. */
+static void device_load(struct backend *b, const struct replica *except, double *load)
+{
+    for (size_t d = 0; d < b->gpu_count; d++)
+        load[d] = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        const struct replica *r = b->replicas[i];
+        if (r == except || !holds_devices(r))
+            continue;
+        double share = r->num_gpus < 1 ? r->num_gpus : 1;
+        char copy[256];
+        snprintf(copy, sizeof(copy), "%s", r->gpus);
+        for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            for (size_t d = 0; d < b->gpu_count; d++)
+                if (b->gpus[d] == atoi(t))
+                    load[d] += share;
+    }
+}
+
+/* Gives r its devices: a fraction shares a device whose load allows it, a
+ * whole number takes that many free devices. -EBUSY when they are taken. */
+static int assign_devices(struct backend *b, struct replica *r)
+{
+    if (!b->gpu_count || r->num_gpus <= 0) {
+        r->gpus[0] = 0;
+        return 0;
+    }
+    if (r->gpus[0])
+        return 0; /* keeps what it had across restarts */
+    double load[64];
+    device_load(b, r, load);
+    if (r->num_gpus < 1) {
+        /* the fullest device that still fits packs fractions tightly */
+        int best = -1;
+        for (size_t d = 0; d < b->gpu_count; d++)
+            if (load[d] + r->num_gpus <= 1 + 1e-9 && (best < 0 || load[d] > load[best]))
+                best = (int)d;
+        if (best < 0)
+            return -EBUSY;
+        snprintf(r->gpus, sizeof(r->gpus), "%d", b->gpus[best]);
+        return 0;
+    }
+    int want = (int)(r->num_gpus + 0.999999), found = 0;
+    char list[256] = "";
+    for (size_t d = 0; d < b->gpu_count && found < want; d++) {
+        if (load[d] > 1e-9)
+            continue;
+        char item[16];
+        snprintf(item, sizeof(item), "%s%d", found ? "," : "", b->gpus[d]);
+        strncat(list, item, sizeof(list) - strlen(list) - 1);
+        found++;
+    }
+    if (found < want)
+        return -EBUSY;
+    snprintf(r->gpus, sizeof(r->gpus), "%s", list);
+    return 0;
+}
+
 static int replica_spawn(struct replica *r)
 {
     struct backend *b = r->backend;
@@ -256,6 +327,9 @@ static int replica_spawn(struct replica *r)
             return -EADDRINUSE;
         r->port = port;
     }
+    int devices = assign_devices(b, r);
+    if (devices < 0)
+        return devices;
     json_t *argv_json = json_object_get(r->launch, "argv");
     json_t *env_json = json_object_get(r->launch, "env");
     const char *cwd = json_string_value(json_object_get(r->launch, "cwd"));
@@ -269,7 +343,7 @@ static int replica_spawn(struct replica *r)
     size_t env_count = 0;
     while (environ[env_count])
         env_count++;
-    char **envp = calloc(env_count + json_object_size(env_json) + 4, sizeof(char *));
+    char **envp = calloc(env_count + json_object_size(env_json) + 5, sizeof(char *));
     if (!argv || !envp) {
         free(argv);
         free(envp);
@@ -279,7 +353,8 @@ static int replica_spawn(struct replica *r)
         argv[i] = expand_port(json_string_value(json_array_get(argv_json, i)), r->port);
     size_t e = 0;
     for (size_t i = 0; i < env_count; i++)
-        if (strncmp(environ[i], "ROLLD_", 6) != 0 && strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0)
+        if (strncmp(environ[i], "ROLLD_", 6) != 0 && strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0 &&
+            strncmp(environ[i], "CUDA_VISIBLE_DEVICES=", 21) != 0)
             envp[e++] = strdup(environ[i]);
     const char *key;
     json_t *value;
@@ -295,6 +370,11 @@ static int replica_spawn(struct replica *r)
     snprintf(id_env, sizeof(id_env), "ROLLD_REPLICA_ID=%s", r->id);
     envp[e++] = strdup(port_env);
     envp[e++] = strdup(id_env);
+    if (r->gpus[0]) {
+        char gpu_env[300];
+        snprintf(gpu_env, sizeof(gpu_env), "CUDA_VISIBLE_DEVICES=%s", r->gpus);
+        envp[e++] = strdup(gpu_env);
+    }
     envp[e] = NULL;
 
     int log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -629,6 +709,7 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
                               const struct policy *policy)
 {
     memcpy(r->version, spec->version, sizeof(r->version));
+    r->num_gpus = d->num_gpus;
     r->period_s = d->health_check_period_s;
     r->timeout_s = d->health_check_timeout_s;
     r->shutdown_timeout_s = d->graceful_shutdown_timeout_s;
@@ -815,6 +896,7 @@ static int sync_deployment(struct backend *b, const char *service, int side,
     int budget = want + wave - c.current - c.outdated;
     int start = want - c.current < budget ? want - c.current : budget;
     for (int k = 0; k < start; k++) {
+        int index = free_index(b, service, side, app->name, d->name);
         struct replica *r = replica_add(b);
         if (!r)
             return -ENOMEM;
@@ -823,7 +905,7 @@ static int sync_deployment(struct backend *b, const char *service, int side,
         r->application = strdup(app->name);
         r->deployment = strdup(d->name);
         r->side = side;
-        r->index = free_index(b, service, side, app->name, d->name);
+        r->index = index;
         memcpy(r->identity, identity, sizeof(r->identity));
         r->state = REPLICA_PENDING;
         r->state_since_ms = now_ms(b);
@@ -943,7 +1025,10 @@ static int process_launch_pending(void *instance)
         struct replica *r = b->replicas[i];
         if (r->state != REPLICA_PENDING)
             continue;
-        if (replica_spawn(r) < 0) {
+        int e = replica_spawn(r);
+        if (e == -EBUSY)
+            continue; /* its devices are still held by replicas on their way out */
+        if (e < 0) {
             r->restarts++;
             replica_set_state(r, REPLICA_BACKOFF);
             if (r->restarts >= MAX_RESTARTS_BEFORE_CRASH_LOOP)
@@ -977,9 +1062,9 @@ static json_t *process_to_json(void *instance)
             continue;
         json_array_append_new(
             array,
-            json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:b, s:b, "
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:b, s:b, "
                       "s:O, s:s?, s:s?, s:s?, s:f, s:f, s:f, s:i}",
-                      "id", r->id, "identity", r->identity, "service", r->service, "application", r->application,
+                      "id", r->id, "identity", r->identity, "gpus", r->gpus, "service", r->service, "application", r->application,
                       "deployment", r->deployment, "side", r->side, "index", r->index, "version",
                       r->version, "pid", (int)r->pid, "start_time", (json_int_t)r->start_time,
                       "port", r->port, "state", state_names[r->state], "restarts", r->restarts,
@@ -1036,6 +1121,7 @@ static void adopt(struct backend *b, const json_t *item)
              json_string_value(json_object_get(item, "version")) ?: "");
     snprintf(r->identity, sizeof(r->identity), "%s",
              json_string_value(json_object_get(item, "identity")) ?: "");
+    snprintf(r->gpus, sizeof(r->gpus), "%s", json_string_value(json_object_get(item, "gpus")) ?: "");
     r->pid = (pid_t)json_integer_value(json_object_get(item, "pid"));
     r->start_time = (unsigned long long)json_integer_value(json_object_get(item, "start_time"));
     r->port = (int)json_integer_value(json_object_get(item, "port"));
@@ -1166,6 +1252,8 @@ int process_backend_new(sd_event *event, const struct process_config *config,
     b->event = sd_event_ref(event);
     b->config = *config;
     b->state_dir = strdup(config->state_dir);
+    for (size_t g = 0; g < config->gpu_count && g < 64; g++)
+        b->gpus[b->gpu_count++] = config->gpus[g];
     b->http = http_client_new(event);
     if (!b->state_dir || !b->http) {
         process_free(b);

@@ -22,6 +22,10 @@ struct process_config {
     void *userdata;
     /* called when something the rollout depends on changed (ready, died) */
     void (*changed)(void *userdata);
+    /* GPU device indices replicas are placed on (CUDA_VISIBLE_DEVICES);
+     * none: replicas are not given devices */
+    const int *gpus;
+    size_t gpu_count;
 };
 
 /* Creates the backend; previous, when not NULL, is the to_json() of an

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "source_dir.h"
 #include "state.h"
 
 #define MIN_SLOTS 8
@@ -83,6 +84,8 @@ char *haproxy_runtime_command(const char *socket_path, const char *command)
         done += (size_t)n;
     }
     free(line);
+    /* the master CLI answers and closes only once the client is done */
+    shutdown(fd, SHUT_WR);
     size_t capacity = 4096, used = 0;
     char *answer = malloc(capacity);
     while (answer) {
@@ -338,7 +341,8 @@ static int write_config(struct haproxy *h, const struct hp_service *services, si
             "    option redispatch 1\n"
             "    retries 3\n"
             "    retry-on conn-failure empty-response response-timeout\n"
-            "    http-reuse safe\n",
+            "    http-reuse safe\n"
+            "    option idle-close-on-response\n",
             h->admin_path);
     for (size_t i = 0; i < count; i++) {
         const struct hp_service *s = &services[i];
@@ -649,8 +653,17 @@ static int haproxy_apply(void *instance, const struct router_service *in, size_t
     }
     int r = 0;
     if (!h->synced || !same_structure(h, next, count)) {
+        char *before = NULL, *after = NULL;
+        size_t length;
+        source_read_file(h->cfg_path, 1 << 24, &before, &length);
         r = write_config(h, next, count);
-        if (r == 0)
+        source_read_file(h->cfg_path, 1 << 24, &after, &length);
+        /* an agent restart finds HAProxy running this very configuration:
+         * no reload, which would close idle client connections */
+        bool same = before && after && !strcmp(before, after) && master_running(h);
+        free(before);
+        free(after);
+        if (r == 0 && !same)
             r = start_or_reload(h);
         if (r == 0)
             apply_runtime(h, next, count, true);
