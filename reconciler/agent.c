@@ -139,15 +139,21 @@ static int save_state(struct agent *a)
 
 /* ---- router view ---- */
 
+/* Header values that pin a request to a side. A side on its way out
+ * (capacity 0) takes no pins: a pinned request then reaches whoever serves,
+ * never a drained backend; "primary" moves to the canary while the old
+ * primary retires, as the canary is about to take its place. */
 static void side_pins(const struct service_state *s, int side, const char **pins)
 {
     int n = 0;
     const struct side_state *st = &s->sides[side];
-    if (!st->used)
+    if (!st->used || st->capacity == 0)
         return;
-    if (side == s->primary || (s->primary < 0 && side == 0))
+    bool primary_retiring = s->primary >= 0 && s->sides[s->primary].capacity == 0;
+    if (side == s->primary || (s->primary < 0 && side == 0) ||
+        (side == s->canary && primary_retiring))
         pins[n++] = "primary";
-    else if (side == s->canary)
+    if (side == s->canary)
         pins[n++] = "canary";
     const char *name = json_string_value(json_object_get(st->doc, "version_name"));
     if (name && strchr(name, ' ') == NULL && strchr(name, ';') == NULL)

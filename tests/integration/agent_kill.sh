@@ -8,9 +8,6 @@
 source "$(dirname "$0")/lib.sh"
 
 # Known agent bugs this test exposes (reported; see the commit message):
-BUG_MASTER_CLI="haproxy_runtime_command() does not shut down its write side, so each command on HAProxy's master socket waits out the 5 s poll timeout; a restarted agent blocks ~15 s in start_or_reload()"
-BUG_INDEX="process.c sync_deployment() adds the new record to b->replicas before free_index() runs, and the record (index 0 from calloc, state pending) marks index 0 as used: replicas are numbered from 1"
-BUG_RELOAD="the agent reloads HAProxy when it starts again, and HAProxy 2.6 closes idle keep-alive client connections of the old worker on reload (no 'option idle-close-on-response'): up to one read error per client connection"
 
 it_setup
 write_policy "[5, 10, 20, 30, 50, 75, 100]" 3s 30s
@@ -51,7 +48,7 @@ agent_answers() {
 }
 if wait_until 30 "the restarted agent to answer rolld sync" agent_answers; then
     T_ANSWER=$(($(now_ms) - T_RESTART))
-    known_bug "$BUG_MASTER_CLI" "the restarted agent answers rolld sync within 5000 ms of its start (took $T_ANSWER ms)" \
+    check "the restarted agent answers rolld sync within 5000 ms of its start (took $T_ANSWER ms)" \
         test "$T_ANSWER" -le 5000
 else
     fail "the restarted agent does not answer rolld sync within 30 s"
@@ -72,7 +69,7 @@ if wait_until 40 "the rollout to resume" count_and ".traffic.canary > $killed_at
     T_RESUMED=$(($(now_ms) - T_RESTART))
     pass "the rollout resumed: traffic.canary $(st .traffic.canary)% $T_RESUMED ms after the restart"
     # the step in progress at the kill had at most step_duration left
-    known_bug "$BUG_MASTER_CLI" "the next step came within step_duration + 5 s = $((STEP_DURATION_S * 1000 + 5000)) ms of the restart (took $T_RESUMED ms)" \
+    check "the next step came within step_duration + 5 s = $((STEP_DURATION_S * 1000 + 5000)) ms of the restart (took $T_RESUMED ms)" \
         test "$T_RESUMED" -le $((STEP_DURATION_S * 1000 + 5000))
 else
     fail "the rollout did not resume within 40 s of the restart (phase $(st .phase), traffic $(st .traffic.canary))"
@@ -100,7 +97,7 @@ done | sort)
 log "replicas: $(echo "$identities" | tr '\n' ';')"
 check_eq "distinct (version, replica index) among them" "$desired" "$(echo "$identities" | sort -u | grep -c .)"
 indexes=$(echo "$identities" | grep -o 'ROLLD_REPLICA=[0-9]*' | cut -d= -f2 | sort -n | tr '\n' ' ')
-known_bug "$BUG_INDEX" "replica indexes (ROLLD_REPLICA) are 0..$((desired - 1)) (got: $indexes)" \
+check "replica indexes (ROLLD_REPLICA) are 0..$((desired - 1)) (got: $indexes)" \
     test "$indexes" = "$(seq 0 $((desired - 1)) | tr '\n' ' ')"
 known=$(jq -r '.replicas[] | select(.state != "gone") | .pid' "$STATE/state.json" | sort -n)
 check_eq "their pids are the ones the state records" "$(echo $running)" "$(echo $known)"
@@ -117,16 +114,8 @@ non2xx=$(rf "$M" .non2xx)
 errors=$(conn_errors "$M")
 check "continuous load answered requests" test "$served" -gt 0
 check_eq "continuous load: non-2xx answers" 0 "$non2xx"
-# HAProxy is reloaded when the agent starts again; a reload that closes idle
-# keep-alive connections costs at most one read error per connection (8)
-reload_errors_only() {
-    [ "$(jq -r '.errors.connect + .errors.write + .errors.timeout' "$M")" = 0 ] &&
-        [ "$(jq -r .errors.read "$M")" -le 8 ]
-}
 if [ "$errors" = 0 ]; then
     pass "continuous load: connection errors (0)"
-elif reload_errors_only; then
-    known_bug "$BUG_RELOAD" "continuous load: connection errors ($errors: $(jq -c .errors "$M"))" false
 else
     fail "continuous load: connection errors: $errors ($(jq -c .errors "$M"))"
 fi

@@ -96,23 +96,6 @@ check_le() {
     if [ "$2" -le "$3" ]; then pass "$1 ($2 <= $3)"; else fail "$1: $2 > $3"; fi
 }
 
-# known_bug BUG DESCRIPTION COMMAND...: an assertion that a known, reported agent
-# bug makes fail. When COMMAND fails it is skipped with the bug as the reason
-# (IT_STRICT=1: failed instead); when it passes, it passes.
-known_bug() {
-    local bug=$1 description=$2
-    shift 2
-    if "$@"; then
-        pass "$description"
-    elif [ -n "${IT_STRICT:-}" ]; then
-        fail "$description [known agent bug: $bug]"
-    else
-        IT_SKIPPED=$((IT_SKIPPED + 1))
-        IT_SKIPS+=("$description [known agent bug: $bug]")
-        log "SKIP - $description [known agent bug: $bug; IT_STRICT=1 makes this a failure]"
-    fi
-}
-
 # fatal MESSAGE: a failure after which the test cannot go on
 fatal() {
     fail "$*"
