@@ -48,6 +48,7 @@ struct agent {
     char state_path[4096], status_dir[4096], control_path[4096];
     bool dirty;
     bool snapshot_stale;
+    int command_surge; /* rolld rollback --max-surge-percent, for the command being run */
 };
 
 static long long wall_ms(void)
@@ -342,6 +343,7 @@ static long long reconcile_service(struct agent *a, struct managed *m,
 {
     char error[1024];
     struct rollout_input in = {0};
+    in.rollback_surge = a->command_surge;
     in.desired = entry ? entry->spec : NULL;
     in.desired_invalid = entry && !entry->spec;
     in.desired_error = first_error(entry, error, sizeof(error));
@@ -572,7 +574,9 @@ static int on_control(sd_event_source *source, int fd, uint32_t revents, void *u
     } else if (command && service && (!strcmp(command, "rollback") || !strcmp(command, "retry"))) {
         a->snapshot_stale = true;
         enum rollout_command c = !strcmp(command, "rollback") ? COMMAND_ROLLBACK : COMMAND_RETRY;
+        a->command_surge = (int)json_integer_value(json_object_get(request, "max_surge_percent"));
         struct rollout_result result = reconcile(a, service, c);
+        a->command_surge = 0;
         reply = json_pack("{s:b, s:s}", "ok", !result.command_failed, "message",
                           result.reply ? result.reply : "done");
         /* keep moving: the rollback itself takes more steps */

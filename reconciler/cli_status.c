@@ -174,17 +174,26 @@ int cli_control(int argc, char **argv)
 {
     static const struct option options[] = {
         {"state-dir", required_argument, NULL, 'd'},
+        {"max-surge-percent", required_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
     const char *command = argv[0];
     const char *state_dir = default_state_dir();
+    int surge = 0;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:", options, NULL)) != -1) {
-        if (c == 'd')
+    while ((c = getopt_long(argc, argv, "d:s:", options, NULL)) != -1) {
+        if (c == 'd') {
             state_dir = optarg;
-        else
+        } else if (c == 's' && !strcmp(command, "rollback")) {
+            surge = atoi(optarg);
+            if (surge < 1 || surge > 100) {
+                fprintf(stderr, "rolld rollback: --max-surge-percent %s: use 1 to 100\n", optarg);
+                return 2;
+            }
+        } else {
             return 2;
+        }
     }
     bool needs_service = strcmp(command, "sync") != 0;
     if (needs_service && optind != argc - 1) {
@@ -194,6 +203,8 @@ int cli_control(int argc, char **argv)
     json_t *request = json_pack("{s:s}", "command", command);
     if (needs_service)
         json_object_set_new(request, "service", json_string(argv[optind]));
+    if (surge)
+        json_object_set_new(request, "max_surge_percent", json_integer(surge));
     char *text = json_dumps(request, JSON_COMPACT);
     json_decref(request);
 
