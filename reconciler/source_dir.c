@@ -2,45 +2,59 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "yaml_tree.h"
 
 int source_read_file(const char *path, size_t max, char **out, size_t *length)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return -errno;
-    size_t capacity = 4096, used = 0;
-    char *buf = malloc(capacity + 1);
-    while (buf) {
-        size_t n = fread(buf + used, 1, capacity - used, f);
-        used += n;
-        if (used > max) {
-            free(buf);
-            fclose(f);
+    /* one read of the whole file, and one more that sees its end */
+    struct stat st;
+    size_t capacity = 4096;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        if ((unsigned long long)st.st_size > max) {
+            close(fd);
             return -EFBIG;
+        }
+        capacity = (size_t)st.st_size + 1;
+    }
+    size_t used = 0;
+    char *buf = malloc(capacity + 1);
+    int error = buf ? 0 : -ENOMEM;
+    while (!error) {
+        ssize_t n = read(fd, buf + used, capacity - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            error = -EIO;
+            break;
         }
         if (n == 0)
             break;
+        used += (size_t)n;
+        if (used > max) {
+            error = -EFBIG;
+            break;
+        }
         if (used == capacity) {
             capacity *= 2;
             char *grown = realloc(buf, capacity + 1);
-            if (!grown) {
-                free(buf);
-                buf = NULL;
-            }
-            buf = grown;
+            if (!grown)
+                error = -ENOMEM;
+            else
+                buf = grown;
         }
     }
-    int error = ferror(f) ? -EIO : 0;
-    fclose(f);
-    if (!buf)
-        return -ENOMEM;
+    close(fd);
     if (error) {
         free(buf);
         return error;
@@ -64,8 +78,7 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Sorted list of the YAML files of dir (or dir itself when it is a file). */
-static int list_files(const char *path, char ***files, size_t *count, struct diag *diag)
+int source_dir_list(const char *path, char ***files, size_t *count, struct diag *diag)
 {
     struct stat st;
     *files = NULL;
@@ -113,31 +126,83 @@ static int list_files(const char *path, char ***files, size_t *count, struct dia
     return 0;
 }
 
-static void free_files(char **files, size_t count)
+void source_files_free(char **files, size_t count)
 {
     for (size_t i = 0; i < count; i++)
         free(files[i]);
     free(files);
 }
 
-static void load_entry(struct spec_entry *entry, const char *file)
+void source_entry_parse(struct spec_entry *entry, const char *file, int read_status,
+                        const char *text, size_t length)
 {
-    char *text = NULL;
-    size_t length = 0;
     entry->file = strdup(file);
-    int r = source_read_file(file, YAML_TREE_MAX_BYTES, &text, &length);
-    if (r == -EFBIG) {
+    if (read_status == -EFBIG) {
         diag_add(&entry->errors, file, 0, 0, "",
                  "file is over the limit of %d bytes; refusing it", YAML_TREE_MAX_BYTES);
         return;
     }
-    if (r < 0) {
-        diag_add(&entry->errors, file, 0, 0, "", "cannot read: %s", strerror(-r));
+    if (read_status < 0) {
+        diag_add(&entry->errors, file, 0, 0, "", "cannot read: %s", strerror(-read_status));
         return;
     }
     entry->spec = spec_parse(text, length, file, &entry->errors);
     entry->name = entry->spec ? strdup(entry->spec->name) : spec_guess_name(text, length);
+}
+
+void source_entry_load(struct spec_entry *entry, const char *file)
+{
+    char *text = NULL;
+    size_t length = 0;
+    int r = source_read_file(file, YAML_TREE_MAX_BYTES, &text, &length);
+    source_entry_parse(entry, file, r, text, length);
     free(text);
+}
+
+void source_entry_clear(struct spec_entry *entry)
+{
+    free(entry->file);
+    free(entry->name);
+    spec_free(entry->spec);
+    diag_clear(&entry->errors);
+    memset(entry, 0, sizeof(*entry));
+}
+
+static int compare_entries_by_name(const void *a, const void *b)
+{
+    const struct spec_entry *x = *(const struct spec_entry *const *)a;
+    const struct spec_entry *y = *(const struct spec_entry *const *)b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x > y) - (x < y); /* then file order: entries is one array */
+}
+
+int snapshot_index(struct snapshot *snapshot)
+{
+    free(snapshot->by_name);
+    snapshot->by_name = NULL;
+    snapshot->named_count = 0;
+    struct spec_entry **by_name = calloc(snapshot->count ? snapshot->count : 1, sizeof(*by_name));
+    if (!by_name)
+        return -ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < snapshot->count; i++)
+        if (snapshot->entries[i].name)
+            by_name[n++] = &snapshot->entries[i];
+    qsort(by_name, n, sizeof(*by_name), compare_entries_by_name);
+    /* one service, one file: after the first file of a name, the others are refused */
+    for (size_t first = 0, i; first < n; first = i) {
+        for (i = first + 1; i < n && !strcmp(by_name[i]->name, by_name[first]->name); i++) {
+            struct spec_entry *entry = by_name[i];
+            diag_add(&entry->errors, entry->file, 1, 1, "name",
+                     "service '%s' is already defined in %s; give each service its own name",
+                     entry->name, by_name[first]->file);
+            spec_free(entry->spec);
+            entry->spec = NULL;
+        }
+    }
+    snapshot->by_name = by_name;
+    snapshot->named_count = n;
+    return 0;
 }
 
 int source_dir_load(const char *path, struct snapshot *out, struct diag *diag)
@@ -145,59 +210,60 @@ int source_dir_load(const char *path, struct snapshot *out, struct diag *diag)
     char **files;
     size_t count;
     memset(out, 0, sizeof(*out));
-    int r = list_files(path, &files, &count, diag);
+    int r = source_dir_list(path, &files, &count, diag);
     if (r < 0)
         return r;
     out->entries = calloc(count ? count : 1, sizeof(*out->entries));
     if (!out->entries) {
-        free_files(files, count);
+        source_files_free(files, count);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < count; i++) {
-        struct spec_entry *entry = &out->entries[out->count++];
-        load_entry(entry, files[i]);
-        /* one service, one file: a second file with the same name is refused */
-        for (size_t j = 0; entry->name && j + 1 < out->count; j++) {
-            struct spec_entry *other = &out->entries[j];
-            if (!other->name || strcmp(other->name, entry->name) != 0)
-                continue;
-            diag_add(&entry->errors, entry->file, 1, 1, "name",
-                     "service '%s' is already defined in %s; give each service its own name",
-                     entry->name, other->file);
-            spec_free(entry->spec);
-            entry->spec = NULL;
-            break;
-        }
+    for (size_t i = 0; i < count; i++)
+        source_entry_load(&out->entries[out->count++], files[i]);
+    source_files_free(files, count);
+    if (snapshot_index(out) < 0) {
+        snapshot_clear(out);
+        return -ENOMEM;
     }
-    free_files(files, count);
     return 0;
 }
 
 void snapshot_clear(struct snapshot *snapshot)
 {
-    for (size_t i = 0; i < snapshot->count; i++) {
-        free(snapshot->entries[i].file);
-        free(snapshot->entries[i].name);
-        spec_free(snapshot->entries[i].spec);
-        diag_clear(&snapshot->entries[i].errors);
-    }
+    for (size_t i = 0; i < snapshot->count; i++)
+        source_entry_clear(&snapshot->entries[i]);
     free(snapshot->entries);
+    free(snapshot->by_name);
     memset(snapshot, 0, sizeof(*snapshot));
 }
 
 const struct spec_entry *snapshot_find(const struct snapshot *snapshot, const char *name)
 {
-    for (size_t i = 0; i < snapshot->count; i++)
-        if (snapshot->entries[i].name && !strcmp(snapshot->entries[i].name, name))
-            return &snapshot->entries[i];
-    return NULL;
+    if (!snapshot->by_name) {
+        for (size_t i = 0; i < snapshot->count; i++)
+            if (snapshot->entries[i].name && !strcmp(snapshot->entries[i].name, name))
+                return &snapshot->entries[i];
+        return NULL;
+    }
+    /* the leftmost of the entries of that name: the first in file order */
+    size_t low = 0, high = snapshot->named_count;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        if (strcmp(snapshot->by_name[mid]->name, name) < 0)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return low < snapshot->named_count && !strcmp(snapshot->by_name[low]->name, name)
+               ? snapshot->by_name[low]
+               : NULL;
 }
 
 int source_dir_load_policies(const char *dir, struct policy_set *set, struct diag *diag)
 {
     char **files;
     size_t count;
-    int r = list_files(dir, &files, &count, diag);
+    int r = source_dir_list(dir, &files, &count, diag);
     if (r < 0)
         return r;
     for (size_t i = 0; i < count; i++) {
@@ -220,6 +286,6 @@ int source_dir_load_policies(const char *dir, struct policy_set *set, struct dia
         if (policy_set_add(set, policy) < 0)
             policy_free(policy);
     }
-    free_files(files, count);
+    source_files_free(files, count);
     return 0;
 }

@@ -25,13 +25,39 @@ struct spec_entry {
 struct snapshot {
     struct spec_entry *entries;
     size_t count;
+    /* the entries that have a name, by name then file order (snapshot_index) */
+    struct spec_entry **by_name;
+    size_t named_count;
 };
 
 /* Reads path, a directory or a single file. Returns 0, or a negative errno
  * with a message in diag when the path cannot be read at all. */
 int source_dir_load(const char *path, struct snapshot *out, struct diag *diag);
 void snapshot_clear(struct snapshot *snapshot);
+/* The first entry in file order with that name, or NULL. O(log n) once the
+ * snapshot is indexed (source_dir_load does it), a scan otherwise. */
 const struct spec_entry *snapshot_find(const struct snapshot *snapshot, const char *name);
+
+/* Refuses every file after the first (in file order) that defines the same
+ * service: its spec is dropped and an error added. Then indexes the entries
+ * by name for snapshot_find. For snapshots whose entries were filled one by
+ * one (source_entry_load); call it once, after the last. 0 or -ENOMEM. */
+int snapshot_index(struct snapshot *snapshot);
+
+/* The YAML files of path (not hidden, not recursive) in name order, or path
+ * itself when it is a file; caller frees with source_files_free. 0, or a
+ * negative errno with a message in diag. */
+int source_dir_list(const char *path, char ***files, size_t *count, struct diag *diag);
+void source_files_free(char **files, size_t count);
+
+/* One file of a snapshot: fills entry, which the caller zeroed, from the
+ * file; every problem goes to entry->errors. Free with source_entry_clear. */
+void source_entry_load(struct spec_entry *entry, const char *file);
+/* The same from a text already read: read_status is what source_read_file
+ * returned for it (text is not used when it is negative). */
+void source_entry_parse(struct spec_entry *entry, const char *file, int read_status,
+                        const char *text, size_t length);
+void source_entry_clear(struct spec_entry *entry);
 
 /* Loads every policy file of dir into set; invalid ones go to diag. */
 int source_dir_load_policies(const char *dir, struct policy_set *set, struct diag *diag);
