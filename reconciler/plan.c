@@ -1,6 +1,7 @@
 #include "plan.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,10 +83,16 @@ static void resources_add(struct plan_resources *total, const struct deployment_
 {
     if (!d || replicas <= 0)
         return;
-    total->replicas += replicas;
+    /* counts saturate instead of wrapping: a spec may ask for 1024 replicas
+     * of several deployments of 1 PiB each, more bytes than a long long holds */
+    if (__builtin_add_overflow(total->replicas, replicas, &total->replicas))
+        total->replicas = INT_MAX;
     total->cpus += d->num_cpus * replicas;
     total->gpus += d->num_gpus * replicas;
-    total->memory += d->memory * replicas;
+    long long memory;
+    if (__builtin_mul_overflow(d->memory, (long long)replicas, &memory) ||
+        __builtin_add_overflow(total->memory, memory, &total->memory))
+        total->memory = LLONG_MAX;
 }
 
 static void resources_max(struct plan_resources *peak, const struct plan_resources *r)
