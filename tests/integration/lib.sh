@@ -44,7 +44,9 @@ IT_FIGURES=()
 AGENT_PID=
 AGENT_PIDS=()
 WRK_PIDS=()
+CHECKER_PIDS=()
 declare -A LOAD_PID=()
+declare -A CHECKER_PID=()
 WORK=
 STATE=
 IT_CLEANED=0
@@ -239,33 +241,69 @@ it_setup() {
     log "$IT_NAME: work dir $WORK, service port $HTTP_PORT, replica ports $PORT_LOW-$PORT_HIGH"
 }
 
-# write_policy STEPS STEP_DURATION START_TIMEOUT [ON_FAILURE]
+# write_policy STEPS STEP_DURATION START_TIMEOUT [ON_FAILURE] [--name NAME]
+#              [--heavyweight canary|in_place] [--wave PERCENT] [--timeout DURATION]
+# Writes POL/NAME.yaml (default: production); the agent reads policies at start.
 write_policy() {
     STEP_DURATION_S=${2%s}
-    cat >"$POL/production.yaml" <<EOF
-name: production
+    local steps=$1 step_duration=$2 start_timeout=$3 on_failure=rollback
+    local name=production heavyweight=canary wave="" timeout=10m
+    shift 3
+    if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then
+        on_failure=$1
+        shift
+    fi
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --name) name=$2; shift 2 ;;
+        --heavyweight) heavyweight=$2; shift 2 ;;
+        --wave) wave=$2; shift 2 ;;
+        --timeout) timeout=$2; shift 2 ;;
+        *) echo "write_policy: unknown $1" >&2; return 2 ;;
+        esac
+    done
+    {
+        cat <<EOF
+name: $name
 description: integration test policy, short steps
 canary:
-  steps: $1
-  step_duration: $2
-  start_timeout: $3
+  steps: $steps
+  step_duration: $step_duration
+  start_timeout: $start_timeout
   failure_threshold: 3
-heavyweight: canary
-on_failure: ${4:-rollback}
-timeout: 10m
+heavyweight: $heavyweight
+on_failure: $on_failure
+timeout: $timeout
 EOF
+        if [ -n "$wave" ]; then printf 'in_place:\n  wave_percent: %s\n' "$wave"; fi
+    } >"$POL/$name.yaml"
 }
 
 # write_spec VERSION_NAME [--canary-percent N] [--args ', "--flag", "value"']
+#            [--surge S] [--timeout DURATION] [--replicas N] [--gpus FRACTION]
+#            [--user-config '{k: v}'] [--import-path P] [--image TAG] [--policy NAME]
+#            [--reconfigure]
 # Writes the service "svc" atomically (written aside, renamed into the source
 # dir, as editors and git do); SAVED_MS is the clock just before the rename.
+# The options in the array SPEC_DEFAULTS come first (later ones win; --args add up).
 write_spec() {
-    local version=$1 percent="" args=""
+    local version=$1 percent="" args="" surge="" timeout="" replicas=$REPLICAS gpus=""
+    local user_config="" import_path=app:deployment image=$1 policy=production reconfigure=""
     shift
+    set -- ${SPEC_DEFAULTS+"${SPEC_DEFAULTS[@]}"} "$@"
     while [ $# -gt 0 ]; do
         case $1 in
         --canary-percent) percent=$2; shift 2 ;;
-        --args) args=$2; shift 2 ;;
+        --args) args+=$2; shift 2 ;;
+        --surge) surge=$2; shift 2 ;;
+        --timeout) timeout=$2; shift 2 ;;
+        --replicas) replicas=$2; shift 2 ;;
+        --gpus) gpus=$2; shift 2 ;;
+        --user-config) user_config=$2; shift 2 ;;
+        --import-path) import_path=$2; shift 2 ;;
+        --image) image=$2; shift 2 ;;
+        --policy) policy=$2; shift 2 ;;
+        --reconfigure) reconfigure=1; shift ;;
         *) echo "write_spec: unknown $1" >&2; return 2 ;;
         esac
     done
@@ -274,24 +312,30 @@ write_spec() {
         cat <<EOF
 name: svc
 version_name: $version
-image_uri: registry.example.com/model:$version
+image_uri: registry.example.com/model:$image
 http_options:
   host: 127.0.0.1
   port: $HTTP_PORT
 applications:
   - name: app
     route_prefix: /
-    import_path: app:deployment
+    import_path: $import_path
     deployments:
       - name: Model
-        num_replicas: $REPLICAS
+        num_replicas: $replicas
         health_check_period_s: 1
         health_check_timeout_s: 2
         graceful_shutdown_timeout_s: 5
+EOF
+        [ -n "$user_config" ] && echo "        user_config: $user_config"
+        [ -n "$gpus" ] && echo "        ray_actor_options: {num_cpus: 0.1, num_gpus: $gpus}"
+        cat <<EOF
 rollout:
-  policy: production
+  policy: $policy
 EOF
         [ -n "$percent" ] && echo "  canary_percent: $percent"
+        [ -n "$surge" ] && echo "  max_surge_percent: $surge"
+        [ -n "$timeout" ] && echo "  timeout: $timeout"
         cat <<EOF
 backend:
   process:
@@ -300,6 +344,7 @@ backend:
         command: ["$MODEL_SERVER", "--port", "{port}"$args]
         health_path: /healthz
 EOF
+        if [ -n "$reconfigure" ]; then echo "        reconfigure_path: /reconfigure"; fi
     } >"$tmp"
     SAVED_MS=$(now_ms)
     mv "$tmp" "$SRC/svc.yaml"
@@ -307,7 +352,7 @@ EOF
 
 agent_start() {
     "$ROLLD" run --source "$SRC" --state-dir "$STATE" --policies "$POL" \
-        --port-range "$PORT_LOW-$PORT_HIGH" >>"$WORK/agent.log" 2>&1 &
+        --port-range "$PORT_LOW-$PORT_HIGH" ${AGENT_ARGS+"${AGENT_ARGS[@]}"} >>"$WORK/agent.log" 2>&1 &
     AGENT_PID=$!
     AGENT_PIDS+=("$AGENT_PID")
     log "agent started, pid $AGENT_PID"
@@ -438,6 +483,56 @@ conn_errors() {
     jq -r '.errors.connect + .errors.read + .errors.write + .errors.timeout' "$1"
 }
 
+# ---- invariant checker (invariants.pl) ----
+
+# checker_start NAME OPTIONS...: samples router and replicas every 50 ms in the
+# background (see invariants.pl for the checks and options) until checker_stop
+checker_start() {
+    local name=$1
+    shift
+    rm -f "$WORK/$name.stop" "$WORK/$name.summary.json"
+    perl "$IT_LIB_DIR/invariants.pl" --state "$STATE" --out "$WORK/$name.samples" \
+        --summary "$WORK/$name.summary.json" --stop-file "$WORK/$name.stop" "$@" \
+        >>"$WORK/$name.checker.log" 2>&1 &
+    CHECKER_PID[$name]=$!
+    CHECKER_PIDS+=("$!")
+    log "checker '$name' started (pid $!): $*"
+}
+
+# checker_stop NAME: the summary is in $WORK/NAME.summary.json (CHECKER_SUMMARY)
+checker_stop() {
+    local name=$1 pid=${CHECKER_PID[$1]}
+    touch "$WORK/$name.stop"
+    if ! wait_until 10 "checker $name to stop" test -s "$WORK/$name.summary.json"; then
+        kill -TERM "$pid" 2>/dev/null
+        wait_until 5 "checker $name to stop" test -s "$WORK/$name.summary.json"
+    fi
+    wait "$pid" 2>/dev/null
+    CHECKER_SUMMARY=$WORK/$name.summary.json
+    [ -s "$CHECKER_SUMMARY" ] || echo '{"samples":0,"violations":{"checker":1},"examples":["no summary"],"max_alive":{},"max_total":0,"milestones":[],"milestones_matched":0}' >"$CHECKER_SUMMARY"
+}
+
+# check_invariants NAME KIND...: each kind of violation in the checker's summary is 0
+# (and the checker took samples at least every 100 ms on average)
+check_invariants() {
+    local name=$1 kind n
+    shift
+    local f=$WORK/$name.summary.json
+    check "$name: the checker sampled ($(jq -r .samples "$f") samples, one per $(jq -r .interval_ms "$f") ms)" \
+        test "$(jq -r '.samples > 20 and .interval_ms <= 100' "$f")" = true
+    for kind in "$@"; do
+        n=$(jq -r --arg k "$kind" '.violations[$k] // 0' "$f")
+        if [ "$n" = 0 ]; then
+            pass "$name: no '$kind' violation at any sample"
+        else
+            fail "$name: $n samples broke '$kind'"
+            jq -r --arg k "$kind" '.examples[] | select(contains(" " + $k + ": "))' "$f" | head -n 5 | sed 's/^/    /'
+        fi
+    done
+    n=$(jq -r '.violations.checker // 0' "$f")
+    [ "$n" = 0 ] || fail "$name: the checker left no summary"
+}
+
 # ---- processes of this test ----
 
 # pids of the replicas of this test's state dir (live processes only)
@@ -526,8 +621,8 @@ it_cleanup() {
     IT_CLEANED=1
     trap - EXIT TERM INT HUP
     local pids=() pid
-    # wrk
-    for pid in "${WRK_PIDS[@]}"; do
+    # wrk and the invariant checkers
+    for pid in "${WRK_PIDS[@]}" "${CHECKER_PIDS[@]}"; do
         [ -d "/proc/$pid" ] && pids+=("$pid")
     done
     kill_pids KILL "${pids[@]}"
