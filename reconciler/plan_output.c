@@ -128,109 +128,198 @@ static void format_resources(const struct plan_resources *r, char *buf, size_t s
     snprintf(buf, size, "%d replicas, %g CPU, %g GPU", r->replicas, r->cpus, r->gpus);
 }
 
-static void write_text(const struct service_plan *plans, size_t count, FILE *out)
+static void write_text_item(const struct service_plan *p, FILE *out)
 {
-    fprintf(out, "%-24s %-21s %-35s %s\n", "SERVICE", "ACTION", "VERSION", "DECIDED BY");
-    for (size_t i = 0; i < count; i++) {
-        const struct service_plan *p = &plans[i];
-        char version[40];
-        snprintf(version, sizeof(version), "%.8s%s%.8s", p->old_version[0] ? p->old_version : "",
-                 p->old_version[0] && p->new_version[0] ? " -> " : "",
-                 p->new_version[0] ? p->new_version : "");
-        fprintf(out, "%-24s %-21s %-35s ", p->name, plan_action_name(p->action),
-                version[0] ? version : "-");
-        write_decided(p, out, ", ", "");
+    char version[40];
+    snprintf(version, sizeof(version), "%.8s%s%.8s", p->old_version[0] ? p->old_version : "",
+             p->old_version[0] && p->new_version[0] ? " -> " : "",
+             p->new_version[0] ? p->new_version : "");
+    fprintf(out, "%-24s %-21s %-35s ", p->name, plan_action_name(p->action),
+            version[0] ? version : "-");
+    write_decided(p, out, ", ", "");
+    fputc('\n', out);
+    for (size_t e = 0; e < p->errors.count; e++) {
+        fputs("  error: ", out);
+        diag_format(&p->errors.entries[e], out);
         fputc('\n', out);
-        for (size_t e = 0; e < p->errors.count; e++) {
-            fputs("  error: ", out);
-            diag_format(&p->errors.entries[e], out);
-            fputc('\n', out);
+    }
+    if (p->replaced_count) {
+        fputs("  replaces:", out);
+        for (size_t r = 0; r < p->replaced_count; r++)
+            fprintf(out, " %s/%s", p->replaced[r].application, p->replaced[r].deployment);
+        fputc('\n', out);
+    }
+    if (p->action == PLAN_CANARY) {
+        fputs("  steps (canary traffic [primary/canary capacity]):", out);
+        for (size_t s = 0; s < p->step_count; s++) {
+            const struct capacity_step *c = &p->steps[s].capacity;
+            fprintf(out, " %d%%[%d/%d]%s", c->traffic, c->primary, c->canary,
+                    p->steps[s].pause ? " pause" : "");
         }
-        if (p->replaced_count) {
-            fputs("  replaces:", out);
-            for (size_t r = 0; r < p->replaced_count; r++)
-                fprintf(out, " %s/%s", p->replaced[r].application, p->replaced[r].deployment);
-            fputc('\n', out);
-        }
-        if (p->action == PLAN_CANARY) {
-            fputs("  steps (canary traffic [primary/canary capacity]):", out);
-            for (size_t s = 0; s < p->step_count; s++) {
-                const struct capacity_step *c = &p->steps[s].capacity;
-                fprintf(out, " %d%%[%d/%d]%s", c->traffic, c->primary, c->canary,
-                        p->steps[s].pause ? " pause" : "");
-            }
-            fputc('\n', out);
-        }
-        if (p->action != PLAN_INVALID && p->action != PLAN_DELETE && p->action != PLAN_NONE) {
-            char peak[96];
-            format_resources(&p->peak, peak, sizeof(peak));
-            fprintf(out, "  peak: %s\n", peak);
-        }
+        fputc('\n', out);
+    }
+    if (p->action != PLAN_INVALID && p->action != PLAN_DELETE && p->action != PLAN_NONE) {
+        char peak[96];
+        format_resources(&p->peak, peak, sizeof(peak));
+        fprintf(out, "  peak: %s\n", peak);
     }
 }
 
-static void write_markdown(const struct service_plan *plans, size_t count, FILE *out)
+static void write_markdown_row(const struct service_plan *p, FILE *out)
 {
-    fputs("### rolld plan\n\n| service | action | version | decided by | peak |\n"
-          "|---|---|---|---|---|\n",
+    char peak[96] = "-";
+    if (p->action != PLAN_INVALID && p->action != PLAN_DELETE)
+        format_resources(&p->peak, peak, sizeof(peak));
+    fprintf(out, "| `%s` | **%s** | `%.8s` → `%.8s` | ", p->name, plan_action_name(p->action),
+            p->old_version[0] ? p->old_version : "-", p->new_version[0] ? p->new_version : "-");
+    write_decided(p, out, ", ", "`");
+    fprintf(out, " | %s |\n", peak);
+}
+
+static void write_markdown_details(const struct service_plan *p, FILE *out)
+{
+    if (p->errors.count) {
+        fprintf(out, "\n#### `%s`: invalid\n\n", p->name);
+        for (size_t e = 0; e < p->errors.count; e++) {
+            const struct diag_entry *d = &p->errors.entries[e];
+            fprintf(out, "- `%s:%d:%d` `%s`: %s\n", d->file, d->line, d->column, d->field,
+                    d->message);
+        }
+    }
+    if (p->action != PLAN_CANARY)
+        return;
+    fprintf(out, "\n#### `%s`: canary schedule", p->name);
+    if (p->max_surge_percent)
+        fprintf(out, " (max surge %d%%)", p->max_surge_percent);
+    fputs("\n\n| step | canary traffic | capacity primary / canary | replicas (primary / canary) |\n"
+          "|---|---|---|---|\n",
           out);
-    for (size_t i = 0; i < count; i++) {
-        const struct service_plan *p = &plans[i];
-        char peak[96] = "-";
-        if (p->action != PLAN_INVALID && p->action != PLAN_DELETE)
-            format_resources(&p->peak, peak, sizeof(peak));
-        fprintf(out, "| `%s` | **%s** | `%.8s` → `%.8s` | ", p->name, plan_action_name(p->action),
-                p->old_version[0] ? p->old_version : "-", p->new_version[0] ? p->new_version : "-");
-        write_decided(p, out, ", ", "`");
-        fprintf(out, " | %s |\n", peak);
+    for (size_t s = 0; s < p->step_count; s++) {
+        const struct plan_step *step = &p->steps[s];
+        fprintf(out, "| %zu | %d%%%s | %d%% / %d%% | ", s + 1, step->capacity.traffic,
+                step->pause ? " (pause)" : "", step->capacity.primary, step->capacity.canary);
+        for (size_t d = 0; d < p->deployment_count; d++)
+            fprintf(out, "%s%s/%s %d / %d", d ? ", " : "", p->deployments[d].application,
+                    p->deployments[d].deployment,
+                    step->replicas[d].primary < 0 ? 0 : step->replicas[d].primary,
+                    step->replicas[d].canary < 0 ? 0 : step->replicas[d].canary);
+        fputs(" |\n", out);
     }
-    for (size_t i = 0; i < count; i++) {
-        const struct service_plan *p = &plans[i];
-        if (p->errors.count) {
-            fprintf(out, "\n#### `%s`: invalid\n\n", p->name);
-            for (size_t e = 0; e < p->errors.count; e++) {
-                const struct diag_entry *d = &p->errors.entries[e];
-                fprintf(out, "- `%s:%d:%d` `%s`: %s\n", d->file, d->line, d->column, d->field,
-                        d->message);
-            }
-        }
-        if (p->action != PLAN_CANARY)
-            continue;
-        fprintf(out, "\n#### `%s`: canary schedule", p->name);
-        if (p->max_surge_percent)
-            fprintf(out, " (max surge %d%%)", p->max_surge_percent);
-        fputs("\n\n| step | canary traffic | capacity primary / canary | replicas (primary / canary) |\n"
-              "|---|---|---|---|\n",
+}
+
+/* ---- JSON, a value at a time ---- */
+
+#define JSON_FLAGS (JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10))
+
+struct indented {
+    FILE *out;
+    const char *indent; /* written after every newline */
+};
+
+/* Values are written on their own and indented for their depth in the list:
+ * jansson escapes newlines inside strings, so every newline it writes starts
+ * a line of the layout. */
+static int write_indented(const char *buffer, size_t size, void *data)
+{
+    const struct indented *to = data;
+    const char *end = buffer + size;
+    while (buffer < end) {
+        const char *newline = memchr(buffer, '\n', (size_t)(end - buffer));
+        size_t n = newline ? (size_t)(newline - buffer) + 1 : (size_t)(end - buffer);
+        fwrite(buffer, 1, n, to->out);
+        if (newline)
+            fputs(to->indent, to->out);
+        buffer += n;
+    }
+    return 0;
+}
+
+static void write_json_at(json_t *value, const char *indent, FILE *out)
+{
+    struct indented to = {out, indent};
+    json_dump_callback(value, write_indented, &to, JSON_FLAGS);
+}
+
+void plan_summary_add(struct plan_summary *summary, enum plan_action action)
+{
+    if ((int)action < 0 || action >= PLAN_OUTPUT_ACTIONS)
+        return;
+    if (!summary->count[action]++)
+        summary->order[summary->actions++] = action;
+    summary->plans++;
+}
+
+void plan_output_begin(enum plan_format format, FILE *out)
+{
+    switch (format) {
+    case PLAN_FORMAT_JSON:
+        fputs("{\n  \"services\": [", out);
+        break;
+    case PLAN_FORMAT_MARKDOWN:
+        fputs("### rolld plan\n\n| service | action | version | decided by | peak |\n"
+              "|---|---|---|---|---|\n",
               out);
-        for (size_t s = 0; s < p->step_count; s++) {
-            const struct plan_step *step = &p->steps[s];
-            fprintf(out, "| %zu | %d%%%s | %d%% / %d%% | ", s + 1, step->capacity.traffic,
-                    step->pause ? " (pause)" : "", step->capacity.primary, step->capacity.canary);
-            for (size_t d = 0; d < p->deployment_count; d++)
-                fprintf(out, "%s%s/%s %d / %d", d ? ", " : "", p->deployments[d].application,
-                        p->deployments[d].deployment,
-                        step->replicas[d].primary < 0 ? 0 : step->replicas[d].primary,
-                        step->replicas[d].canary < 0 ? 0 : step->replicas[d].canary);
-            fputs(" |\n", out);
-        }
+        break;
+    default:
+        fprintf(out, "%-24s %-21s %-35s %s\n", "SERVICE", "ACTION", "VERSION", "DECIDED BY");
     }
+}
+
+void plan_output_separator(enum plan_format format, size_t index, FILE *out)
+{
+    if (format == PLAN_FORMAT_JSON && index > 0)
+        fputc(',', out);
+}
+
+void plan_output_item(const struct service_plan *plan, enum plan_format format, FILE *out)
+{
+    switch (format) {
+    case PLAN_FORMAT_JSON: {
+        json_t *item = plan_to_json(plan);
+        fputs("\n    ", out);
+        write_json_at(item, "    ", out);
+        json_decref(item);
+        break;
+    }
+    case PLAN_FORMAT_MARKDOWN:
+        write_markdown_row(plan, out);
+        break;
+    default:
+        write_text_item(plan, out);
+    }
+}
+
+void plan_output_details(const struct service_plan *plan, enum plan_format format, FILE *out)
+{
+    if (format == PLAN_FORMAT_MARKDOWN)
+        write_markdown_details(plan, out);
+}
+
+void plan_output_end(enum plan_format format, const struct plan_summary *summary, FILE *out)
+{
+    if (format != PLAN_FORMAT_JSON)
+        return;
+    json_t *counts = json_object();
+    for (size_t i = 0; i < summary->actions; i++)
+        json_object_set_new(counts, plan_action_name(summary->order[i]),
+                            json_integer((json_int_t)summary->count[summary->order[i]]));
+    fputs(summary->plans ? "\n  ],\n  \"summary\": " : "],\n  \"summary\": ", out);
+    write_json_at(counts, "  ", out);
+    json_decref(counts);
+    fputs("\n}\n", out);
 }
 
 void plan_list_write(const struct service_plan *plans, size_t count, enum plan_format format,
                      FILE *out)
 {
-    switch (format) {
-    case PLAN_FORMAT_JSON: {
-        json_t *doc = plan_list_to_json(plans, count);
-        json_dumpf(doc, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
-        fputc('\n', out);
-        json_decref(doc);
-        break;
+    struct plan_summary summary = {0};
+    plan_output_begin(format, out);
+    for (size_t i = 0; i < count; i++) {
+        plan_output_separator(format, i, out);
+        plan_output_item(&plans[i], format, out);
+        plan_summary_add(&summary, plans[i].action);
     }
-    case PLAN_FORMAT_MARKDOWN:
-        write_markdown(plans, count, out);
-        break;
-    default:
-        write_text(plans, count, out);
-    }
+    for (size_t i = 0; i < count; i++)
+        plan_output_details(&plans[i], format, out);
+    plan_output_end(format, &summary, out);
 }
