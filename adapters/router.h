@@ -38,6 +38,8 @@ struct router_adapter {
     void *instance;
     /* Makes the router serve exactly these services. Returns 0 or -errno. */
     int (*apply)(void *instance, const struct router_service *services, size_t count);
+    /* Requests in flight (and queued) on one side of one application. */
+    double (*ongoing)(void *instance, const char *service, int side, const char *application);
     /* True when the endpoint has no request in flight. */
     bool (*endpoint_idle)(void *instance, const char *service, int port);
     void (*free)(void *instance);

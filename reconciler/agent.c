@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autoscale.h"
 #include "capacity.h"
 #include "cli.h"
 #include "compute/process.h"
@@ -28,8 +29,18 @@
 
 #define MAX_STEPS_PER_PASS 32
 
+struct autoscale_entry {
+    int side;
+    char version[17];
+    char application[64];
+    char deployment[64];
+    struct autoscale_state st;
+};
+
 struct managed {
     struct service_state *state;
+    struct autoscale_entry *scale; /* replica counts the autoscaler chose */
+    size_t scale_count;
     struct service_spec *specs[2]; /* typed view of each side's doc */
     json_t *spec_docs[2];          /* the docs specs[] were made from */
     char *status_text;             /* last status written */
@@ -38,7 +49,7 @@ struct managed {
 struct agent {
     const struct agent_options *options;
     sd_event *event;
-    sd_event_source *debounce, *wake, *reconcile_soon, *control;
+    sd_event_source *debounce, *wake, *reconcile_soon, *control, *autoscale;
     struct snapshot snapshot;
     struct policy_set policies;
     struct managed *services;
@@ -98,7 +109,68 @@ static void managed_clear(struct managed *m)
         json_decref(m->spec_docs[i]);
     }
     free(m->status_text);
+    free(m->scale);
     service_state_free(m->state);
+}
+
+static struct autoscale_entry *scale_entry(struct managed *m, int side, const char *version,
+                                           const char *application,
+                                           const struct deployment_spec *d)
+{
+    for (size_t i = 0; i < m->scale_count; i++) {
+        struct autoscale_entry *e = &m->scale[i];
+        if (e->side == side && !strcmp(e->application, application) &&
+            !strcmp(e->deployment, d->name)) {
+            if (strcmp(e->version, version) != 0) {
+                /* a new version on this side starts from its initial count,
+                 * an in-place update keeps what the load asked for */
+                if (m->state->primary != side || m->state->canary >= 0)
+                    autoscale_init(&e->st, d);
+                snprintf(e->version, sizeof(e->version), "%s", version);
+            }
+            return e;
+        }
+    }
+    struct autoscale_entry *grown = realloc(m->scale, (m->scale_count + 1) * sizeof(*grown));
+    if (!grown)
+        return NULL;
+    m->scale = grown;
+    struct autoscale_entry *e = &m->scale[m->scale_count++];
+    memset(e, 0, sizeof(*e));
+    e->side = side;
+    snprintf(e->version, sizeof(e->version), "%s", version);
+    snprintf(e->application, sizeof(e->application), "%s", application);
+    snprintf(e->deployment, sizeof(e->deployment), "%s", d->name);
+    autoscale_init(&e->st, d);
+    return e;
+}
+
+/* Autoscaling deployments run the count the autoscaler chose, within the
+ * spec's bounds; the typed spec carries it to the compute adapter. */
+static void apply_autoscale(struct managed *m)
+{
+    for (int side = 0; side < 2; side++) {
+        struct service_spec *spec = m->specs[side];
+        for (size_t i = 0; spec && i < spec->application_count; i++) {
+            struct application_spec *app = &spec->applications[i];
+            for (size_t j = 0; j < app->deployment_count; j++) {
+                struct deployment_spec *d = &app->deployments[j];
+                if (!d->autoscaling)
+                    continue;
+                struct autoscale_entry *e = scale_entry(m, side, spec->version, app->name, d);
+                if (!e)
+                    continue;
+                int low = d->min_replicas;
+                if (side == m->state->canary && d->initial_replicas > low)
+                    low = d->initial_replicas; /* the canary's floor until it is primary */
+                if (e->st.replicas < low)
+                    e->st.replicas = low;
+                if (e->st.replicas > d->max_replicas)
+                    e->st.replicas = d->max_replicas;
+                d->num_replicas = e->st.replicas;
+            }
+        }
+    }
 }
 
 /* Keeps the typed view of each side in step with its doc. */
@@ -113,6 +185,7 @@ static void refresh_specs(struct managed *m)
         m->specs[i] = doc ? side_spec(&m->state->sides[i]) : NULL;
         m->spec_docs[i] = json_incref(doc);
     }
+    apply_autoscale(m);
 }
 
 static const struct policy *policy_for(struct agent *a, const struct service_spec *spec)
@@ -126,9 +199,21 @@ static const struct policy *policy_for(struct agent *a, const struct service_spe
 static int save_state(struct agent *a)
 {
     json_t *services = json_object();
-    for (size_t i = 0; i < a->count; i++)
-        json_object_set_new(services, a->services[i].state->name,
-                            service_state_to_json(a->services[i].state));
+    for (size_t i = 0; i < a->count; i++) {
+        const struct managed *m = &a->services[i];
+        json_t *doc = service_state_to_json(m->state);
+        if (m->scale_count) {
+            json_t *scale = json_array();
+            for (size_t k = 0; k < m->scale_count; k++)
+                json_array_append_new(
+                    scale, json_pack("{s:i, s:s, s:s, s:s, s:i}", "side", m->scale[k].side,
+                                     "version", m->scale[k].version, "application",
+                                     m->scale[k].application, "deployment",
+                                     m->scale[k].deployment, "replicas", m->scale[k].st.replicas));
+            json_object_set_new(doc, "autoscale", scale);
+        }
+        json_object_set_new(services, m->state->name, doc);
+    }
     json_t *doc = json_pack("{s:i, s:o, s:o}", "format", 1, "services", services, "replicas",
                             a->compute.to_json(a->compute.instance));
     int r = state_store_save(a->state_path, doc);
@@ -487,6 +572,92 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
     return command_result;
 }
 
+/* ---- autoscaling ---- */
+
+static void request_reconcile(void *userdata);
+
+#define AUTOSCALE_TICK_MS 1000
+
+static double autoscale_number(const json_t *doc, const char *app, const char *deployment,
+                               const char *key, double fallback)
+{
+    size_t i, j;
+    json_t *a, *d;
+    json_array_foreach(json_object_get(doc, "applications"), i, a)
+    {
+        if (strcmp(json_string_value(json_object_get(a, "name")), app) != 0)
+            continue;
+        json_array_foreach(json_object_get(a, "deployments"), j, d)
+        {
+            if (strcmp(json_string_value(json_object_get(d, "name")), deployment) != 0)
+                continue;
+            json_t *v = json_object_get(json_object_get(d, "autoscaling_config"), key);
+            return json_is_number(v) ? json_number_value(v) : fallback;
+        }
+    }
+    return fallback;
+}
+
+static int on_autoscale_tick(sd_event_source *source, uint64_t usec, void *userdata)
+{
+    struct agent *a = userdata;
+    bool changed = false;
+    long long now = wall_ms();
+    for (size_t i = 0; i < a->count; i++) {
+        struct managed *m = &a->services[i];
+        for (int side = 0; side < 2; side++) {
+            struct service_spec *spec = m->specs[side];
+            int capacity = m->state->sides[side].used ? m->state->sides[side].capacity : 0;
+            for (size_t k = 0; spec && capacity > 0 && k < spec->application_count; k++) {
+                struct application_spec *app = &spec->applications[k];
+                bool any = false;
+                for (size_t j = 0; j < app->deployment_count; j++)
+                    any = any || app->deployments[j].autoscaling;
+                if (!any)
+                    continue;
+                double ongoing = a->router.ongoing(a->router.instance, m->state->name, side,
+                                                   app->name);
+                for (size_t j = 0; j < app->deployment_count; j++) {
+                    struct deployment_spec *d = &app->deployments[j];
+                    if (!d->autoscaling)
+                        continue;
+                    struct autoscale_entry *e = scale_entry(m, side, spec->version, app->name, d);
+                    if (!e)
+                        continue;
+                    struct autoscale_bounds bounds = {
+                        d->min_replicas, d->max_replicas,
+                        side == m->state->canary ? d->initial_replicas : 0};
+                    long long up = (long long)(1000 * autoscale_number(
+                                                          spec->doc, app->name, d->name,
+                                                          "upscale_delay_s", 30));
+                    long long down = (long long)(1000 * autoscale_number(
+                                                            spec->doc, app->name, d->name,
+                                                            "downscale_delay_s", 600));
+                    int before = e->st.replicas;
+                    if (autoscale_decide(&e->st, &bounds, d->target_ongoing_requests, ongoing,
+                                         capacity, up, down, now)) {
+                        d->num_replicas = e->st.replicas;
+                        log_line("%s: %s/%s autoscaled %d -> %d replicas (%.0f requests in "
+                                 "flight)",
+                                 m->state->name, app->name, d->name, before, e->st.replicas,
+                                 ongoing);
+                        changed = true;
+                    }
+                }
+            }
+        }
+    }
+    if (changed) {
+        a->dirty = true;
+        request_reconcile(a);
+    }
+    uint64_t next;
+    sd_event_now(a->event, CLOCK_MONOTONIC, &next);
+    sd_event_source_set_time(source, next + AUTOSCALE_TICK_MS * 1000ULL);
+    sd_event_source_set_enabled(source, SD_EVENT_ON);
+    return 0;
+}
+
 /* ---- events ---- */
 
 static int on_reconcile_soon(sd_event_source *source, void *userdata)
@@ -639,8 +810,30 @@ static int load_state(struct agent *a, json_t **replicas)
             log_line("state of service %s is unreadable; it is skipped", name);
             continue;
         }
-        if (!add_managed(a, state))
+        struct managed *m = add_managed(a, state);
+        if (!m) {
             service_state_free(state);
+            continue;
+        }
+        size_t k;
+        json_t *item;
+        json_array_foreach(json_object_get(value, "autoscale"), k, item)
+        {
+            struct autoscale_entry *grown = realloc(m->scale, (m->scale_count + 1) * sizeof(*grown));
+            if (!grown)
+                break;
+            m->scale = grown;
+            struct autoscale_entry *e = &m->scale[m->scale_count++];
+            memset(e, 0, sizeof(*e));
+            e->side = (int)json_integer_value(json_object_get(item, "side"));
+            snprintf(e->version, sizeof(e->version), "%s",
+                     json_string_value(json_object_get(item, "version")) ?: "");
+            snprintf(e->application, sizeof(e->application), "%s",
+                     json_string_value(json_object_get(item, "application")) ?: "");
+            snprintf(e->deployment, sizeof(e->deployment), "%s",
+                     json_string_value(json_object_get(item, "deployment")) ?: "");
+            e->st.replicas = (int)json_integer_value(json_object_get(item, "replicas"));
+        }
     }
     json_decref(doc);
     return 0;
@@ -718,6 +911,8 @@ int agent_run(const struct agent_options *given)
     sd_event_add_signal(a->event, NULL, SIGTERM, on_signal, a);
     sd_event_add_signal(a->event, NULL, SIGINT, on_signal, a);
     sd_event_add_signal(a->event, NULL, SIGHUP, on_signal, a);
+    sd_event_add_time_relative(a->event, &a->autoscale, CLOCK_MONOTONIC,
+                               AUTOSCALE_TICK_MS * 1000ULL, 100000, on_autoscale_tick, a);
     sd_event_add_defer(a->event, &a->reconcile_soon, on_reconcile_soon, a);
     sd_event_source_set_enabled(a->reconcile_soon, SD_EVENT_OFF);
     sd_event_add_time(a->event, &a->debounce, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_debounce, a);
@@ -754,6 +949,7 @@ int agent_run(const struct agent_options *given)
     sd_event_source_disable_unref(a->reconcile_soon);
     sd_event_source_disable_unref(a->debounce);
     sd_event_source_disable_unref(a->wake);
+    sd_event_source_disable_unref(a->autoscale);
     sd_event_source_disable_unref(a->control);
     sd_event_unref(a->event);
     return r < 0 ? 1 : 0;

@@ -725,6 +725,39 @@ static bool haproxy_endpoint_idle(void *instance, const char *service, int port)
     return idle;
 }
 
+static double haproxy_ongoing(void *instance, const char *service, int side,
+                              const char *application)
+{
+    struct haproxy *h = instance;
+    char *stats = haproxy_runtime_command(h->admin_path, "show stat");
+    if (!stats)
+        return 0;
+    char split[300], pinned[300];
+    snprintf(split, sizeof(split), "%s.%s", service, application);
+    snprintf(pinned, sizeof(pinned), "%s.%s.%d", service, application, side);
+    char letter = side ? 'b' : 'a';
+    double total = 0;
+    /* pxname,svname,qcur,qmax,scur,... one line per server */
+    for (char *save = NULL, *line = strtok_r(stats, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *comma = strchr(line, ',');
+        if (!comma || line[0] == '#')
+            continue;
+        *comma = 0;
+        const char *server = comma + 1;
+        bool ours = (!strcmp(line, split) || !strcmp(line, pinned)) && server[0] == letter &&
+                    server[1] >= '0' && server[1] <= '9';
+        if (!ours)
+            continue;
+        int qcur = 0, qmax = 0, scur = 0;
+        const char *fields = strchr(server, ',');
+        if (fields && sscanf(fields + 1, "%d,%d,%d", &qcur, &qmax, &scur) >= 3)
+            total += qcur + scur;
+    }
+    free(stats);
+    return total;
+}
+
 static void haproxy_free(void *instance)
 {
     struct haproxy *h = instance;
@@ -761,6 +794,7 @@ int haproxy_router_new(const struct haproxy_config *config, struct router_adapte
         .name = "haproxy",
         .instance = h,
         .apply = haproxy_apply,
+        .ongoing = haproxy_ongoing,
         .endpoint_idle = haproxy_endpoint_idle,
         .free = haproxy_free,
     };
