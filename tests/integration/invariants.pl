@@ -14,8 +14,9 @@
 #           not in maintenance or drain, weight > 0) has a live replica process
 #           of the state dir listening on its port
 #   health  (--health) ... and that replica answers 200 on its health path
-#   share   (--share) in the split backend, the share of the weights of each
-#           version_name <= 100 * (its servers taking traffic) / --replicas + 1
+#   share   (--share) while two versions take traffic, in the split backend
+#           the share of the weights of each version_name
+#           <= 100 * (its servers taking traffic) / --replicas + 1
 #           (traffic(v) <= capacity(v), in replicas)
 #   empty   while there is a primary, some server of the split backend takes traffic
 #   gpu     (--gpus LIST --gpu-fraction F) every replica has CUDA_VISIBLE_DEVICES,
@@ -255,7 +256,8 @@ while (!$stop && !-e $o{'stop-file'}) {
     violation('empty', "no server of the split backend takes traffic ($phase)")
         if $weights == 0 && defined $pname;
     my %share = map { $_ => ($weights ? 100 * $weight{$_} / $weights : 0) } keys %weight;
-    if ($o{share} && $o{replicas} > 0) {
+    # with one version only in the router there is nothing to split
+    if ($o{share} && $o{replicas} > 0 && keys(%weight) > 1) {
         for my $v (sort keys %share) {
             my $capacity = 100 * $routed{$v} / $o{replicas};
             violation('share', sprintf('%s takes %.1f%% of the traffic on %d ready servers (%.1f%% of capacity)',

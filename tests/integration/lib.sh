@@ -483,6 +483,28 @@ conn_errors() {
     jq -r '.errors.connect + .errors.read + .errors.write + .errors.timeout' "$1"
 }
 
+# ---- max surge (DESIGN.md rule 4) ----
+
+# surge_peak_replicas N S: the most replicas both versions hold at one step of
+# the rule 4 schedule (canary to S; traffic to S; primary down to 100-S; canary
+# up as far as the 100+S budget allows; repeat), each version's count being
+# ceil(N * capacity / 100): the bound on replicas alive during the rollout
+surge_peak_replicas() {
+    local n=$1 s=$2 traffic=0 primary=100 canary=$2 peak=0 count
+    while :; do
+        count=$(((n * primary + 99) / 100 + (n * canary + 99) / 100))
+        [ "$count" -gt "$peak" ] && peak=$count
+        [ "$traffic" -ge 100 ] && break
+        traffic=$canary
+        primary=$((100 - traffic))
+        count=$(((n * primary + 99) / 100 + (n * canary + 99) / 100))
+        [ "$count" -gt "$peak" ] && peak=$count
+        canary=$((100 + s - primary))
+        [ "$canary" -gt 100 ] && canary=100
+    done
+    echo "$peak"
+}
+
 # ---- invariant checker (invariants.pl) ----
 
 # checker_start NAME OPTIONS...: samples router and replicas every 50 ms in the

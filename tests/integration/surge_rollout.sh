@@ -4,7 +4,8 @@
 # invariants.pl samples HAProxy's servers (show servers state on the admin
 # socket), the model-server processes of the state dir and state.json every
 # 50 ms. At every sample: replicas alive (draining included) <= REPLICAS per
-# version and <= ceil(REPLICAS * (100 + SURGE) / 100) in all; capacity(primary)
+# version and, in all, <= the schedule's peak (ceil(REPLICAS * capacity / 100)
+# per version: ceil(REPLICAS * (100 + SURGE) / 100) here); capacity(primary)
 # + capacity(canary) <= 100 + SURGE and traffic(v) <= capacity(v) in state.json;
 # every server that takes traffic has a live, healthy replica behind it (the
 # replicas answer 503 on /healthz for their first second, --start-delay 1, so
@@ -17,7 +18,7 @@
 # that the primary went down first is what the bound proves (no sample over it).
 # No request fails.
 
-BOUND=$(((REPLICAS * (100 + SURGE) + 99) / 100))
+BOUND=$(surge_peak_replicas "$REPLICAS" "$SURGE")
 FIRST_CANARY=$(((REPLICAS * SURGE + 99) / 100))
 
 it_setup
