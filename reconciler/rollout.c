@@ -531,30 +531,17 @@ static void step_steady(struct service_state *state, const struct rollout_input 
         }
     }
     plan_clear(&plan);
-    if (action == PLAN_IN_PLACE_LIGHTWEIGHT) {
-        /* applied to the running replicas: the adapters reconcile counts
-         * and deliver user_config */
+    if (action == PLAN_IN_PLACE_LIGHTWEIGHT || action == PLAN_IN_PLACE_HEAVYWEIGHT) {
+        /* the compute adapter applies lightweight changes to the running
+         * replicas and replaces them in waves for heavyweight ones */
+        bool heavy = action == PLAN_IN_PLACE_HEAVYWEIGHT;
+        const char *to = json_string_value(json_object_get(desired->doc, "version_name"));
         char detail[128];
         snprintf(detail, sizeof(detail), "%s -> %s", side_version_name(primary),
-                 json_string_value(json_object_get(desired->doc, "version_name"))
-                     ? json_string_value(json_object_get(desired->doc, "version_name"))
-                     : desired->version);
+                 to ? to : desired->version);
         side_set(primary, desired, 100);
-        history_add(state, in->now_ms, "updated_in_place", detail);
-        set_phase(state, PHASE_RUNNING, in->now_ms);
-        result->changed = true;
-        return;
-    }
-    if (action == PLAN_IN_PLACE_HEAVYWEIGHT) {
-        /* the compute adapter replaces the affected replicas in waves */
-        char detail[128];
-        snprintf(detail, sizeof(detail), "%s -> %s", side_version_name(primary),
-                 json_string_value(json_object_get(desired->doc, "version_name"))
-                     ? json_string_value(json_object_get(desired->doc, "version_name"))
-                     : desired->version);
-        side_set(primary, desired, 100);
-        history_add(state, in->now_ms, "updating_in_place", detail);
-        set_phase(state, PHASE_UPDATING_IN_PLACE, in->now_ms);
+        history_add(state, in->now_ms, heavy ? "updating_in_place" : "updated_in_place", detail);
+        set_phase(state, heavy ? PHASE_UPDATING_IN_PLACE : PHASE_RUNNING, in->now_ms);
         result->changed = true;
         return;
     }
