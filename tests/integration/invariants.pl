@@ -22,7 +22,7 @@
 #   gpu     (--gpus LIST --gpu-fraction F) every replica has CUDA_VISIBLE_DEVICES,
 #           only devices of LIST, and no device holds more than 1/F replicas
 #
-# Each sample is one JSON line in --out; --milestones "SHARE:NAME=N,NAME=N;..."
+# Each sample is one JSON line in --out (t: ms since the start, at: ms since the epoch); --milestones "SHARE:NAME=N,NAME=N;..."
 # are matched in order (the canary's share within 2 points, the given process
 # counts exactly; one marked ~ may be skipped when the next one matches first)
 # and reported with the time of their first match. The summary,
@@ -301,7 +301,7 @@ while (!$stop && !-e $o{'stop-file'}) {
             last;
         }
     }
-    print $out $json->encode({t => $ms, phase => $phase, traffic => $traffic, pcap => $pcap,
+    print $out $json->encode({t => $ms, at => int(time * 1000), phase => $phase, traffic => $traffic, pcap => $pcap,
                               ccap => $ccap, primary => $pname, canary => $cname,
                               alive => \%alive, routed => \%routed,
                               share => {map { $_ => 0 + sprintf('%.1f', $share{$_}) } keys %share},
