@@ -253,6 +253,9 @@ static void step_rollback(struct service_state *state, const struct rollout_inpu
             result->changed = true;
             return;
         }
+        /* the canary's drained replicas (and their GPUs) leave first */
+        if (canary_obs->surplus_replicas > 0)
+            return;
         int room = 100 + surge - canary->capacity;
         if (room > 100)
             room = 100;
