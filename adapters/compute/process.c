@@ -59,6 +59,7 @@ struct replica {
     char *user_config;  /* JSON text the replica runs with */
     char identity[17];  /* hash of what a restart would change; see deployment_identity() */
     double num_gpus;    /* what the replica asks for */
+    bool health_failed; /* failed `threshold` health checks in a row after being ready */
     char gpus[256];     /* devices it was given: "0,1"; empty: none */
     sd_event_source *exit_source;
     sd_event_source *timer;
@@ -153,6 +154,7 @@ static void replica_free(struct replica *r)
 }
 
 static void schedule_timer(struct replica *r, long long delay_ms);
+static void replica_drain(struct replica *r);
 static int replica_spawn(struct replica *r);
 
 /* ---- ports ---- */
@@ -458,11 +460,11 @@ static void on_probe_done(void *userdata, long status)
             notify_changed(r->backend);
         }
     } else if (r->state == REPLICA_READY && ++r->failures >= r->threshold) {
-        /* unhealthy: out of the router at once, then replaced */
-        r->ever_ready = false;
-        replica_set_state(r, REPLICA_STARTING);
-        if (r->pid > 0)
-            kill(r->pid, SIGKILL);
+        /* unhealthy: out of the router first (draining), stopped once it
+         * has no request in flight; sync starts a replacement meanwhile,
+         * and the version counts as unhealthy while it drains */
+        r->health_failed = true;
+        replica_drain(r);
         notify_changed(r->backend);
         return;
     }
@@ -842,16 +844,23 @@ static int free_index(struct backend *b, const char *service, int side, const ch
 
 struct deployment_counts {
     int current, outdated, ready_current;
+    int leaving; /* draining or stopping, still alive */
 };
 
 static struct deployment_counts count_replicas(struct backend *b, const char *service, int side,
                                                const char *app, const char *dep,
                                                const char *identity)
 {
-    struct deployment_counts c = {0, 0, 0};
+    struct deployment_counts c = {0, 0, 0, 0};
     for (size_t i = 0; i < b->count; i++) {
         struct replica *r = b->replicas[i];
-        if (!replica_of(r, service, side, app, dep) || !replica_active(r))
+        if (!replica_of(r, service, side, app, dep))
+            continue;
+        if (r->state == REPLICA_DRAINING || r->state == REPLICA_STOPPING) {
+            c.leaving++;
+            continue;
+        }
+        if (!replica_active(r))
             continue;
         if (strcmp(r->identity, identity) == 0) {
             c.current++;
@@ -893,7 +902,9 @@ static int sync_deployment(struct backend *b, const char *service, int side,
         drain_worst(b, service, side, app->name, d->name, identity, false);
         c = count_replicas(b, service, side, app->name, d->name, identity);
     }
-    int budget = want + wave - c.current - c.outdated;
+    /* replicas on their way out still hold their room (and GPUs): a wave
+     * starts only when the previous one's old replicas are gone */
+    int budget = want + wave - c.current - c.outdated - (c.outdated ? c.leaving : 0);
     int start = want - c.current < budget ? want - c.current : budget;
     for (int k = 0; k < start; k++) {
         int index = free_index(b, service, side, app->name, d->name);
@@ -964,6 +975,10 @@ static void process_observe(void *instance, const char *service, int side,
         if (r->crash_loop && replica_active(r)) {
             out->unhealthy = true;
             out->unhealthy_reason = "replicas keep dying (crash loop)";
+        }
+        if (r->health_failed) {
+            out->unhealthy = true;
+            out->unhealthy_reason = "a replica failed its health checks (policy failure_threshold)";
         }
     }
     for (size_t a = 0; spec && a < spec->application_count; a++) {
