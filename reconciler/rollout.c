@@ -229,15 +229,31 @@ static void step_rollback(struct service_state *state, const struct rollout_inpu
     const struct side_observation *canary_obs = &in->observation.sides[state->canary];
     int surge = state->rollback_surge;
     if (state->rollback_immediate || surge <= 0) {
-        if (primary->capacity < 100) {
-            primary->capacity = 100;
+        /* all traffic to the primary's ready replicas first, then the
+         * canary out, then the primary back to full capacity once the
+         * canary's replicas (and their GPUs) are gone; only a primary
+         * without a ready replica grows first */
+        if (state->traffic > 0) {
+            if (primary_obs->ready_replicas == 0 && !primary_obs->ready) {
+                if (primary->capacity < 100) {
+                    primary->capacity = 100;
+                    result->changed = true;
+                }
+                return;
+            }
+            state->traffic = 0;
             result->changed = true;
             return;
         }
-        if (state->traffic > 0) {
-            if (!primary_obs->ready && primary_obs->ready_replicas == 0)
+        if (canary->capacity > 0) {
+            canary->capacity = 0;
+            result->changed = true;
+            return;
+        }
+        if (primary->capacity < 100) {
+            if (surge > 0 && canary_obs->total_replicas > 0)
                 return;
-            state->traffic = 0;
+            primary->capacity = 100;
             result->changed = true;
             return;
         }

@@ -902,9 +902,12 @@ static int sync_deployment(struct backend *b, const char *service, int side,
         drain_worst(b, service, side, app->name, d->name, identity, false);
         c = count_replicas(b, service, side, app->name, d->name, identity);
     }
-    /* replicas on their way out still hold their room (and GPUs): a wave
-     * starts only when the previous one's old replicas are gone */
-    int budget = want + wave - c.current - c.outdated - (c.outdated ? c.leaving : 0);
+    /* replicas on their way out still hold their room (and their GPUs):
+     * nothing runs beyond `want`, plus one wave while old replicas are
+     * replaced; a wave starts when the previous one's old replicas are gone,
+     * and a replica that failed its health checks is replaced once it is */
+    int allowed = want + (c.outdated ? wave : 0);
+    int budget = allowed - c.current - c.outdated - c.leaving;
     int start = want - c.current < budget ? want - c.current : budget;
     for (int k = 0; k < start; k++) {
         int index = free_index(b, service, side, app->name, d->name);
@@ -972,13 +975,13 @@ static void process_observe(void *instance, const char *service, int side,
             out->surplus_replicas++;
         if (r->state == REPLICA_READY)
             out->ready_replicas++;
-        if (r->crash_loop && replica_active(r)) {
-            out->unhealthy = true;
-            out->unhealthy_reason = "replicas keep dying (crash loop)";
-        }
-        if (r->health_failed) {
+        if (r->health_failed && !out->unhealthy) {
             out->unhealthy = true;
             out->unhealthy_reason = "a replica failed its health checks (policy failure_threshold)";
+        }
+        if (r->crash_loop && replica_active(r)) {
+            out->unhealthy = true; /* the crash loop is the reason to tell */
+            out->unhealthy_reason = "replicas keep dying (crash loop)";
         }
     }
     for (size_t a = 0; spec && a < spec->application_count; a++) {
