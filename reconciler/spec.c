@@ -484,142 +484,269 @@ static int compare_by_name(const void *a, const void *b)
     return strcmp(x ? x : "", y ? y : "");
 }
 
-/* A new reference to a list of named things in name order: the list itself
- * when it is already in strict name order (the usual case, and the only one
- * where nothing need be allocated), else a new list of the same items sorted
- * by name. Anything but a list is returned as it is. NULL on no memory. */
-static json_t *named_list_in_order(json_t *array)
-{
-    size_t n = json_array_size(array);
-    bool ordered = true;
-    for (size_t i = 1; ordered && i < n; i++) {
-        json_t *pair[2] = {json_array_get(array, i - 1), json_array_get(array, i)};
-        ordered = compare_by_name(&pair[0], &pair[1]) < 0;
-    }
-    if (ordered)
-        return json_incref(array);
-    json_t **items = calloc(n, sizeof(*items));
-    json_t *sorted = items ? json_array() : NULL;
-    if (!sorted) {
-        free(items);
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++)
-        items[i] = json_array_get(array, i);
-    qsort(items, n, sizeof(*items), compare_by_name);
-    for (size_t i = 0; i < n; i++)
-        if (json_array_append(sorted, items[i]) < 0) {
-            json_decref(sorted);
-            sorted = NULL;
-            break;
-        }
-    free(items);
-    return sorted;
-}
+/* ---- the version: FNV-1a 64 of the canonical text of version_doc ----
+ *
+ * The text is spec_canonical_text's (compact, keys sorted, reals to 17
+ * digits) with the lists of named things (applications, their deployments,
+ * the process backend's applications) in name order: they are matched by
+ * name (see diff.h), so their order in the file is not part of the version.
+ * It is hashed as it is made, byte for byte what jansson would write, without
+ * being held or the document copied.
+ */
 
-/* A new reference to object, or to a shallow copy of it whose member key is
- * replaced by value (stolen), when value is not the member already. */
-static json_t *object_with(json_t *object, const char *key, json_t *value)
-{
-    if (!value)
-        return NULL;
-    if (json_object_get(object, key) == value) {
-        json_decref(value);
-        return json_incref(object);
-    }
-    json_t *copy = json_object();
-    if (!copy || json_object_update(copy, object) < 0 || json_object_set_new(copy, key, value) < 0) {
-        json_decref(copy);
-        return NULL;
-    }
-    return copy;
-}
-
-/* The applications, each with its deployments in name order, in name order;
- * a new reference, NULL on no memory. */
-static json_t *applications_in_name_order(json_t *applications)
-{
-    json_t *apps = json_array();
-    bool reordered = false;
-    for (size_t i = 0; apps && i < json_array_size(applications); i++) {
-        json_t *app = json_array_get(applications, i);
-        json_t *deployments = json_object_get(app, "deployments");
-        json_t *ordered = deployments ? object_with(app, "deployments",
-                                                    named_list_in_order(deployments))
-                                      : json_incref(app);
-        reordered |= ordered != app;
-        if (!ordered || json_array_append_new(apps, ordered) < 0) {
-            json_decref(apps);
-            apps = NULL;
-        }
-    }
-    if (apps && !reordered) {
-        json_decref(apps);
-        apps = json_incref(applications);
-    }
-    json_t *sorted = apps ? named_list_in_order(apps) : NULL;
-    json_decref(apps);
-    return sorted;
-}
-
-/* The version doc with its lists of named things (applications, their
- * deployments, the process backend's applications) in name order. Shares
- * every value it need not reorder with doc: usually it is doc itself. A new
- * reference, NULL on no memory. */
-static json_t *version_doc_in_name_order(json_t *doc)
-{
-    json_t *applications = json_object_get(doc, "applications");
-    json_t *result = json_is_array(applications)
-                         ? object_with(doc, "applications", applications_in_name_order(applications))
-                         : json_incref(doc);
-    json_t *backend = json_object_get(result, "backend");
-    json_t *process = json_object_get(backend, "process");
-    json_t *entries = json_object_get(process, "applications");
-    if (!result || !entries)
-        return result;
-    json_t *ordered_process = object_with(process, "applications", named_list_in_order(entries));
-    json_t *ordered_backend =
-        ordered_process ? object_with(backend, "process", ordered_process) : NULL;
-    json_t *ordered = ordered_backend ? object_with(result, "backend", ordered_backend) : NULL;
-    json_decref(result);
-    return ordered;
-}
-
-struct text_hash {
+struct canonical_hash {
     unsigned long long value;
-    bool ended; /* the text ends at its first NUL, as a C string does */
+    bool failed; /* a value jansson cannot write: then there is no text */
 };
 
-static int hash_chunk(const char *buffer, size_t size, void *data)
+/* What the lists of an object hold, by where the object is. */
+enum canonical_level { LEVEL_PLAIN, LEVEL_ROOT, LEVEL_APPLICATION, LEVEL_BACKEND, LEVEL_PROCESS };
+
+static void hash_bytes(struct canonical_hash *h, const char *bytes, size_t n)
 {
-    struct text_hash *h = data;
-    for (size_t i = 0; i < size && !h->ended; i++) {
-        if (!buffer[i]) {
-            h->ended = true;
-            break;
-        }
-        h->value ^= (unsigned char)buffer[i];
-        h->value *= 0x100000001b3ULL; /* FNV-1a 64 */
+    unsigned long long value = h->value;
+    for (size_t i = 0; i < n; i++) {
+        value ^= (unsigned char)bytes[i];
+        value *= 0x100000001b3ULL;
     }
-    return 0;
+    h->value = value;
 }
 
-/* The version is the FNV-1a 64 hash of the canonical text of version_doc
- * (spec_canonical_text) with its lists of named things in name order:
- * applications, deployments and process entries are matched by name (see
- * diff.h), so their order in the file is not part of the version. The text
- * is hashed as jansson writes it, never held whole, and the lists are put in
- * order without copying more than the objects that hold them. */
+/* The length of the UTF-8 sequence at s, 0 when it is not one (overlong,
+ * a surrogate, beyond U+10FFFF, cut short): jansson writes no such string. */
+static size_t utf8_sequence_length(const unsigned char *s, size_t n)
+{
+    size_t length;
+    unsigned long codepoint;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+        length = 2;
+        codepoint = s[0] & 0x1F;
+    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        length = 3;
+        codepoint = s[0] & 0x0F;
+    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        length = 4;
+        codepoint = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (length > n)
+        return 0;
+    for (size_t i = 1; i < length; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        codepoint = codepoint << 6 | (s[i] & 0x3F);
+    }
+    if ((length == 3 && codepoint < 0x800) || (length == 4 && codepoint < 0x10000) ||
+        codepoint > 0x10FFFF || (codepoint >= 0xD800 && codepoint <= 0xDFFF))
+        return 0;
+    return length;
+}
+
+static void hash_string(struct canonical_hash *h, const char *text, size_t length)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t done = 0, i = 0;
+    hash_bytes(h, "\"", 1);
+    while (i < length) {
+        unsigned char c = s[i];
+        if (c >= 0x80) {
+            size_t n = utf8_sequence_length(s + i, length - i);
+            if (!n) {
+                h->failed = true;
+                return;
+            }
+            i += n;
+            continue;
+        }
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            i++;
+            continue;
+        }
+        char escaped[8];
+        const char *e = escaped;
+        switch (c) {
+        case '"':
+            e = "\\\"";
+            break;
+        case '\\':
+            e = "\\\\";
+            break;
+        case '\b':
+            e = "\\b";
+            break;
+        case '\f':
+            e = "\\f";
+            break;
+        case '\n':
+            e = "\\n";
+            break;
+        case '\r':
+            e = "\\r";
+            break;
+        case '\t':
+            e = "\\t";
+            break;
+        default:
+            snprintf(escaped, sizeof(escaped), "\\u%04X", c);
+        }
+        hash_bytes(h, text + done, i - done);
+        hash_bytes(h, e, strlen(e));
+        done = ++i;
+    }
+    hash_bytes(h, text + done, length - done);
+    hash_bytes(h, "\"", 1);
+}
+
+static void hash_value(struct canonical_hash *h, const json_t *value, enum canonical_level level);
+
+/* A list of named things, in name order: as it is when it is in strict name
+ * order already, else sorted as qsort sorts it by name. */
+static void hash_named_list(struct canonical_hash *h, const json_t *array,
+                            enum canonical_level item_level)
+{
+    if (!json_is_array(array)) {
+        hash_value(h, array, LEVEL_PLAIN);
+        return;
+    }
+    size_t n = json_array_size(array);
+    json_t *stack[16], **items = n <= 16 ? stack : calloc(n, sizeof(*items));
+    if (!items) {
+        h->failed = true;
+        return;
+    }
+    bool ordered = true;
+    for (size_t i = 0; i < n; i++) {
+        items[i] = json_array_get(array, i);
+        if (i && ordered)
+            ordered = compare_by_name(&items[i - 1], &items[i]) < 0;
+    }
+    if (!ordered)
+        qsort(items, n, sizeof(*items), compare_by_name);
+    hash_bytes(h, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            hash_bytes(h, ",", 1);
+        hash_value(h, items[i], item_level);
+    }
+    hash_bytes(h, "]", 1);
+    if (items != stack)
+        free(items);
+}
+
+struct object_key {
+    const char *key;
+    size_t length;
+    json_t *value;
+};
+
+/* jansson's order of keys: bytes, then length */
+static int compare_object_keys(const void *a, const void *b)
+{
+    const struct object_key *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->length < y->length ? x->length : y->length);
+    return c ? c : (x->length > y->length) - (x->length < y->length);
+}
+
+static void hash_object(struct canonical_hash *h, const json_t *object, enum canonical_level level)
+{
+    size_t n = json_object_size(object);
+    struct object_key stack[32], *keys = n <= 32 ? stack : calloc(n, sizeof(*keys));
+    if (!keys) {
+        h->failed = true;
+        return;
+    }
+    size_t count = 0;
+    for (void *iter = json_object_iter((json_t *)object); iter && count < n;
+         iter = json_object_iter_next((json_t *)object, iter)) {
+        keys[count].key = json_object_iter_key(iter);
+        keys[count].length = json_object_iter_key_len(iter);
+        keys[count].value = json_object_iter_value(iter);
+        count++;
+    }
+    qsort(keys, count, sizeof(*keys), compare_object_keys);
+    hash_bytes(h, "{", 1);
+    for (size_t i = 0; i < count; i++) {
+        const char *key = keys[i].key;
+        if (i)
+            hash_bytes(h, ",", 1);
+        hash_string(h, key, keys[i].length);
+        hash_bytes(h, ":", 1);
+        if (level == LEVEL_ROOT && !strcmp(key, "applications"))
+            hash_named_list(h, keys[i].value, LEVEL_APPLICATION);
+        else if (level == LEVEL_ROOT && !strcmp(key, "backend"))
+            hash_value(h, keys[i].value, LEVEL_BACKEND);
+        else if (level == LEVEL_APPLICATION && !strcmp(key, "deployments"))
+            hash_named_list(h, keys[i].value, LEVEL_PLAIN);
+        else if (level == LEVEL_BACKEND && !strcmp(key, "process"))
+            hash_value(h, keys[i].value, LEVEL_PROCESS);
+        else if (level == LEVEL_PROCESS && !strcmp(key, "applications"))
+            hash_named_list(h, keys[i].value, LEVEL_PLAIN);
+        else
+            hash_value(h, keys[i].value, LEVEL_PLAIN);
+    }
+    hash_bytes(h, "}", 1);
+    if (keys != stack)
+        free(keys);
+}
+
+static void hash_value(struct canonical_hash *h, const json_t *value, enum canonical_level level)
+{
+    char text[100];
+    int n;
+    switch (json_typeof(value)) {
+    case JSON_OBJECT:
+        hash_object(h, value, level);
+        break;
+    case JSON_ARRAY:
+        hash_bytes(h, "[", 1);
+        for (size_t i = 0; i < json_array_size(value); i++) {
+            if (i)
+                hash_bytes(h, ",", 1);
+            hash_value(h, json_array_get(value, i), LEVEL_PLAIN);
+        }
+        hash_bytes(h, "]", 1);
+        break;
+    case JSON_STRING:
+        hash_string(h, json_string_value(value), json_string_length(value));
+        break;
+    case JSON_INTEGER:
+        n = snprintf(text, sizeof(text), "%" JSON_INTEGER_FORMAT, json_integer_value(value));
+        hash_bytes(h, text, (size_t)n);
+        break;
+    case JSON_REAL: {
+        /* jansson's own digits: its real formatting has changed between versions */
+        size_t length = json_dumpb(value, text, sizeof(text),
+                                   JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17));
+        if (length == 0 || length > sizeof(text))
+            h->failed = true;
+        else
+            hash_bytes(h, text, length);
+        break;
+    }
+    case JSON_TRUE:
+        hash_bytes(h, "true", 4);
+        break;
+    case JSON_FALSE:
+        hash_bytes(h, "false", 5);
+        break;
+    default:
+        hash_bytes(h, "null", 4);
+    }
+}
+
 static void hash_version(struct service_spec *spec)
 {
     static const unsigned long long offset_basis = 0xcbf29ce484222325ULL;
-    json_t *ordered = version_doc_in_name_order(spec->version_doc);
-    struct text_hash h = {offset_basis, false};
-    if (json_dump_callback(ordered ? ordered : spec->version_doc, hash_chunk, &h,
-                           JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) < 0)
-        h.value = offset_basis; /* no text at all, as when it could not be written */
-    json_decref(ordered);
-    snprintf(spec->version, sizeof(spec->version), "%016llx", h.value);
+    struct canonical_hash h = {offset_basis, false};
+    if (json_is_object(spec->version_doc))
+        hash_object(&h, spec->version_doc, LEVEL_ROOT);
+    else
+        h.failed = true;
+    /* no text, no bytes: the hash of nothing, as when the text could not be made */
+    snprintf(spec->version, sizeof(spec->version), "%016llx", h.failed ? offset_basis : h.value);
 }
 
 static struct service_spec *spec_from_doc_steal(json_t *doc, const char *file, struct diag *diag);
