@@ -1,108 +1,327 @@
 #include "plan_output.h"
 
+#include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
-static json_t *errors_to_json(const struct diag *errors)
+/* ---- JSON, written as jansson writes it ----
+ *
+ * An item of the list is written directly, in the layout of json_dumpf with
+ * JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10) at its depth
+ * in the document: the same bytes, without building a jansson value per plan.
+ * jansson refuses strings that are not UTF-8 (a file name can be anything):
+ * a value holding one is left out as it was when the list was built with
+ * json_pack (the entry of a list, or the whole plan for its name or file).
+ */
+
+#define JSON_FLAGS (JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10))
+#define JSON_INDENT_WIDTH 2
+#define JSON_MAX_DEPTH 16
+
+struct json_writer {
+    FILE *out;
+    int depth;
+    bool empty[JSON_MAX_DEPTH]; /* nothing yet in the container open at each depth */
+};
+
+static bool is_utf8(const char *text)
 {
-    json_t *array = json_array();
-    for (size_t i = 0; i < errors->count; i++) {
-        const struct diag_entry *e = &errors->entries[i];
-        json_array_append_new(array, json_pack("{s:s, s:i, s:i, s:s, s:s}", "file", e->file,
-                                               "line", e->line, "column", e->column, "field",
-                                               e->field, "message", e->message));
+    const unsigned char *s = (const unsigned char *)text;
+    while (*s) {
+        size_t length;
+        unsigned long codepoint;
+        if (*s < 0x80) {
+            s++;
+            continue;
+        }
+        if (*s >= 0xC2 && *s <= 0xDF) {
+            length = 2;
+            codepoint = *s & 0x1F;
+        } else if (*s >= 0xE0 && *s <= 0xEF) {
+            length = 3;
+            codepoint = *s & 0x0F;
+        } else if (*s >= 0xF0 && *s <= 0xF4) {
+            length = 4;
+            codepoint = *s & 0x07;
+        } else {
+            return false;
+        }
+        for (size_t i = 1; i < length; i++) {
+            if ((s[i] & 0xC0) != 0x80)
+                return false; /* the NUL at the end included */
+            codepoint = codepoint << 6 | (s[i] & 0x3F);
+        }
+        if ((length == 3 && codepoint < 0x800) || (length == 4 && codepoint < 0x10000) ||
+            codepoint > 0x10FFFF || (codepoint >= 0xD800 && codepoint <= 0xDFFF))
+            return false;
+        s += length;
     }
-    return array;
+    return true;
 }
 
-static json_t *refs_to_json(const struct plan_deployment_ref *refs, size_t count)
+static void writer_newline(struct json_writer *w)
 {
-    json_t *array = json_array();
-    for (size_t i = 0; i < count; i++)
-        json_array_append_new(array, json_pack("{s:s, s:s}", "application", refs[i].application,
-                                               "deployment", refs[i].deployment));
-    return array;
+    fprintf(w->out, "\n%*s", w->depth * JSON_INDENT_WIDTH, "");
 }
 
-static json_t *resources_to_json(const struct plan_resources *r)
+static void writer_open(struct json_writer *w, char bracket)
 {
-    return json_pack("{s:i, s:f, s:f, s:I}", "replicas", r->replicas, "cpus", r->cpus, "gpus",
-                     r->gpus, "memory", (json_int_t)r->memory);
+    fputc(bracket, w->out);
+    w->depth++;
+    w->empty[w->depth] = true;
 }
 
-static json_t *schedule_to_json(const struct service_plan *plan)
+static void writer_close(struct json_writer *w, char bracket)
 {
-    json_t *array = json_array();
+    bool empty = w->empty[w->depth];
+    w->depth--;
+    if (!empty)
+        writer_newline(w);
+    fputc(bracket, w->out);
+}
+
+/* Before a value of a list or a member of an object. */
+static void writer_next(struct json_writer *w)
+{
+    if (!w->empty[w->depth])
+        fputc(',', w->out);
+    w->empty[w->depth] = false;
+    writer_newline(w);
+}
+
+static void writer_string(struct json_writer *w, const char *text)
+{
+    FILE *out = w->out;
+    fputc('"', out);
+    for (const char *s = text; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        size_t run = strcspn(s, "\"\\\b\f\n\r\t\x01\x02\x03\x04\x05\x06\x07\x0b\x0e\x0f\x10\x11"
+                                "\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f");
+        if (run) {
+            fwrite(s, 1, run, out);
+            s += run - 1;
+            continue;
+        }
+        switch (c) {
+        case '"':
+            fputs("\\\"", out);
+            break;
+        case '\\':
+            fputs("\\\\", out);
+            break;
+        case '\b':
+            fputs("\\b", out);
+            break;
+        case '\f':
+            fputs("\\f", out);
+            break;
+        case '\n':
+            fputs("\\n", out);
+            break;
+        case '\r':
+            fputs("\\r", out);
+            break;
+        case '\t':
+            fputs("\\t", out);
+            break;
+        default:
+            fprintf(out, "\\u%04X", c);
+        }
+    }
+    fputc('"', out);
+}
+
+static void writer_key(struct json_writer *w, const char *key)
+{
+    writer_next(w);
+    writer_string(w, key);
+    fputs(": ", w->out);
+}
+
+static void writer_member_string(struct json_writer *w, const char *key, const char *value)
+{
+    writer_key(w, key);
+    writer_string(w, value);
+}
+
+static void writer_member_integer(struct json_writer *w, const char *key, long long value)
+{
+    writer_key(w, key);
+    fprintf(w->out, "%lld", value);
+}
+
+/* Reals in jansson's own digits, which differ between its versions. */
+static void writer_member_real(struct json_writer *w, const char *key, double value)
+{
+    char text[100];
+    json_t *real = json_real(value);
+    size_t length = real ? json_dumpb(real, text, sizeof(text), JSON_ENCODE_ANY | JSON_FLAGS) : 0;
+    json_decref(real);
+    writer_key(w, key);
+    if (length > 0 && length <= sizeof(text))
+        fwrite(text, 1, length, w->out);
+}
+
+static void writer_member_bool(struct json_writer *w, const char *key, bool value)
+{
+    writer_key(w, key);
+    fputs(value ? "true" : "false", w->out);
+}
+
+static void write_json_refs(struct json_writer *w, const char *key,
+                            const struct plan_deployment_ref *refs, size_t count)
+{
+    writer_key(w, key);
+    writer_open(w, '[');
+    for (size_t i = 0; i < count; i++) {
+        if (!is_utf8(refs[i].application) || !is_utf8(refs[i].deployment))
+            continue;
+        writer_next(w);
+        writer_open(w, '{');
+        writer_member_string(w, "application", refs[i].application);
+        writer_member_string(w, "deployment", refs[i].deployment);
+        writer_close(w, '}');
+    }
+    writer_close(w, ']');
+}
+
+static void write_json_schedule(struct json_writer *w, const struct service_plan *plan)
+{
+    writer_key(w, "schedule");
+    writer_open(w, '[');
     for (size_t s = 0; s < plan->step_count; s++) {
         const struct plan_step *step = &plan->steps[s];
-        json_t *replicas = json_array();
+        writer_next(w);
+        writer_open(w, '{');
+        writer_member_integer(w, "traffic", step->capacity.traffic);
+        writer_key(w, "capacity");
+        writer_open(w, '{');
+        writer_member_integer(w, "primary", step->capacity.primary);
+        writer_member_integer(w, "canary", step->capacity.canary);
+        writer_close(w, '}');
+        writer_member_bool(w, "pause", step->pause);
+        writer_key(w, "replicas");
+        writer_open(w, '[');
         for (size_t d = 0; d < plan->deployment_count; d++) {
+            const struct plan_deployment_ref *ref = &plan->deployments[d];
             const struct plan_replicas *r = &step->replicas[d];
-            json_t *item = json_pack("{s:s, s:s, s:i, s:i}", "application",
-                                     plan->deployments[d].application, "deployment",
-                                     plan->deployments[d].deployment, "primary",
-                                     r->primary < 0 ? 0 : r->primary, "canary",
-                                     r->canary < 0 ? 0 : r->canary);
-            if (r->canary_min >= 0)
-                json_object_set_new(item, "canary_autoscaling",
-                                    json_pack("{s:i, s:i, s:i}", "min_replicas", r->canary_min,
-                                              "max_replicas", r->canary_max, "initial_replicas",
-                                              r->canary_initial));
-            json_array_append_new(replicas, item);
+            if (!is_utf8(ref->application) || !is_utf8(ref->deployment))
+                continue;
+            writer_next(w);
+            writer_open(w, '{');
+            writer_member_string(w, "application", ref->application);
+            writer_member_string(w, "deployment", ref->deployment);
+            writer_member_integer(w, "primary", r->primary < 0 ? 0 : r->primary);
+            writer_member_integer(w, "canary", r->canary < 0 ? 0 : r->canary);
+            if (r->canary_min >= 0) {
+                writer_key(w, "canary_autoscaling");
+                writer_open(w, '{');
+                writer_member_integer(w, "min_replicas", r->canary_min);
+                writer_member_integer(w, "max_replicas", r->canary_max);
+                writer_member_integer(w, "initial_replicas", r->canary_initial);
+                writer_close(w, '}');
+            }
+            writer_close(w, '}');
         }
-        json_array_append_new(
-            array, json_pack("{s:i, s:{s:i, s:i}, s:b, s:o}", "traffic", step->capacity.traffic,
-                             "capacity", "primary", step->capacity.primary, "canary",
-                             step->capacity.canary, "pause", step->pause, "replicas", replicas));
+        writer_close(w, ']');
+        writer_close(w, '}');
     }
-    return array;
+    writer_close(w, ']');
 }
 
-static json_t *plan_to_json(const struct service_plan *plan)
+/* Whether the plan has an item in the JSON list (see above). */
+static bool has_json_item(const struct service_plan *plan)
 {
-    json_t *changed = json_array(), *changes = json_array();
+    return is_utf8(plan->name) && is_utf8(plan->file) && isfinite(plan->peak.cpus) &&
+           isfinite(plan->peak.gpus);
+}
+
+/* One item of the "services" list, as an object at depth. */
+static void write_json_plan(const struct service_plan *plan, int depth, FILE *out)
+{
+    struct json_writer writer = {.out = out, .depth = depth}, *w = &writer;
+    writer_open(w, '{');
+    writer_member_string(w, "name", plan->name);
+    writer_member_string(w, "file", plan->file);
+    writer_member_string(w, "action", plan_action_name(plan->action));
+    writer_key(w, "changed");
+    writer_open(w, '[');
+    for (size_t i = 0; i < plan->change_count; i++) {
+        if (!plan->changes[i].decided || !is_utf8(plan->changes[i].path))
+            continue;
+        writer_next(w);
+        writer_string(w, plan->changes[i].path);
+    }
+    writer_close(w, ']');
+    writer_key(w, "changes");
+    writer_open(w, '[');
     for (size_t i = 0; i < plan->change_count; i++) {
         const struct plan_change *c = &plan->changes[i];
-        if (c->decided)
-            json_array_append_new(changed, json_string(c->path));
-        json_array_append_new(changes, json_pack("{s:s, s:s, s:s}", "path", c->path, "kind",
-                                                 change_kind_name(c->kind), "class",
-                                                 change_class_name(c->class)));
+        if (!is_utf8(c->path))
+            continue;
+        writer_next(w);
+        writer_open(w, '{');
+        writer_member_string(w, "path", c->path);
+        writer_member_string(w, "kind", change_kind_name(c->kind));
+        writer_member_string(w, "class", change_class_name(c->class));
+        writer_close(w, '}');
     }
-    json_t *item = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "name", plan->name, "file",
-                             plan->file, "action", plan_action_name(plan->action), "changed",
-                             changed, "changes", changes, "errors", errors_to_json(&plan->errors),
-                             "peak", resources_to_json(&plan->peak));
+    writer_close(w, ']');
+    writer_key(w, "errors");
+    writer_open(w, '[');
+    for (size_t i = 0; i < plan->errors.count; i++) {
+        const struct diag_entry *e = &plan->errors.entries[i];
+        if (!is_utf8(e->file) || !is_utf8(e->field) || !is_utf8(e->message))
+            continue;
+        writer_next(w);
+        writer_open(w, '{');
+        writer_member_string(w, "file", e->file);
+        writer_member_integer(w, "line", e->line);
+        writer_member_integer(w, "column", e->column);
+        writer_member_string(w, "field", e->field);
+        writer_member_string(w, "message", e->message);
+        writer_close(w, '}');
+    }
+    writer_close(w, ']');
+    writer_key(w, "peak");
+    writer_open(w, '{');
+    writer_member_integer(w, "replicas", plan->peak.replicas);
+    writer_member_real(w, "cpus", plan->peak.cpus);
+    writer_member_real(w, "gpus", plan->peak.gpus);
+    writer_member_integer(w, "memory", plan->peak.memory);
+    writer_close(w, '}');
     if (plan->old_version[0])
-        json_object_set_new(item, "old_version", json_string(plan->old_version));
+        writer_member_string(w, "old_version", plan->old_version);
     if (plan->new_version[0])
-        json_object_set_new(item, "new_version", json_string(plan->new_version));
-    if (plan->policy_name)
-        json_object_set_new(item, "policy", json_string(plan->policy_name));
+        writer_member_string(w, "new_version", plan->new_version);
+    if (plan->policy_name && is_utf8(plan->policy_name))
+        writer_member_string(w, "policy", plan->policy_name);
     if (plan->action == PLAN_NONE && plan->rollout_changed)
-        json_object_set_new(item, "rollout_changed", json_true());
+        writer_member_bool(w, "rollout_changed", true);
     if (plan->action == PLAN_IN_PLACE_HEAVYWEIGHT || plan->replaced_count)
-        json_object_set_new(item, "replaced", refs_to_json(plan->replaced, plan->replaced_count));
+        write_json_refs(w, "replaced", plan->replaced, plan->replaced_count);
     if (plan->action == PLAN_CANARY) {
-        json_object_set_new(item, "schedule", schedule_to_json(plan));
+        write_json_schedule(w, plan);
         if (plan->max_surge_percent)
-            json_object_set_new(item, "max_surge_percent", json_integer(plan->max_surge_percent));
+            writer_member_integer(w, "max_surge_percent", plan->max_surge_percent);
         if (plan->canary_percent >= 0)
-            json_object_set_new(item, "canary_percent", json_integer(plan->canary_percent));
+            writer_member_integer(w, "canary_percent", plan->canary_percent);
     }
-    return item;
+    writer_close(w, '}');
 }
 
 json_t *plan_list_to_json(const struct service_plan *plans, size_t count)
 {
-    json_t *services = json_array();
-    json_t *summary = json_object();
-    for (size_t i = 0; i < count; i++) {
-        json_array_append_new(services, plan_to_json(&plans[i]));
-        const char *action = plan_action_name(plans[i].action);
-        json_t *n = json_object_get(summary, action);
-        json_object_set_new(summary, action, json_integer(n ? json_integer_value(n) + 1 : 1));
-    }
-    return json_pack("{s:o, s:o}", "services", services, "summary", summary);
+    /* the text rolld plan writes, read back: one definition of the JSON */
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    if (!out)
+        return NULL;
+    plan_list_write(plans, count, PLAN_FORMAT_JSON, out);
+    json_t *json = fclose(out) == 0 ? json_loadb(text, size, 0, NULL) : NULL;
+    free(text);
+    return json;
 }
 
 static void write_decided(const struct service_plan *plan, FILE *out, const char *separator,
@@ -207,46 +426,19 @@ static void write_markdown_details(const struct service_plan *p, FILE *out)
     }
 }
 
-/* ---- JSON, a value at a time ---- */
-
-#define JSON_FLAGS (JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10))
-
-struct indented {
-    FILE *out;
-    const char *indent; /* written after every newline */
-};
-
-/* Values are written on their own and indented for their depth in the list:
- * jansson escapes newlines inside strings, so every newline it writes starts
- * a line of the layout. */
-static int write_indented(const char *buffer, size_t size, void *data)
+void plan_summary_add(struct plan_summary *summary, enum plan_action action, bool item)
 {
-    const struct indented *to = data;
-    const char *end = buffer + size;
-    while (buffer < end) {
-        const char *newline = memchr(buffer, '\n', (size_t)(end - buffer));
-        size_t n = newline ? (size_t)(newline - buffer) + 1 : (size_t)(end - buffer);
-        fwrite(buffer, 1, n, to->out);
-        if (newline)
-            fputs(to->indent, to->out);
-        buffer += n;
-    }
-    return 0;
-}
-
-static void write_json_at(json_t *value, const char *indent, FILE *out)
-{
-    struct indented to = {out, indent};
-    json_dump_callback(value, write_indented, &to, JSON_FLAGS);
-}
-
-void plan_summary_add(struct plan_summary *summary, enum plan_action action)
-{
+    summary->plans++;
+    summary->items += item;
     if ((int)action < 0 || action >= PLAN_OUTPUT_ACTIONS)
         return;
     if (!summary->count[action]++)
         summary->order[summary->actions++] = action;
-    summary->plans++;
+}
+
+bool plan_output_has_item(const struct service_plan *plan, enum plan_format format)
+{
+    return format != PLAN_FORMAT_JSON || has_json_item(plan);
 }
 
 void plan_output_begin(enum plan_format format, FILE *out)
@@ -265,22 +457,23 @@ void plan_output_begin(enum plan_format format, FILE *out)
     }
 }
 
-void plan_output_separator(enum plan_format format, size_t index, FILE *out)
+void plan_output_separator(enum plan_format format, const struct plan_summary *summary,
+                           FILE *out)
 {
-    if (format == PLAN_FORMAT_JSON && index > 0)
+    if (format == PLAN_FORMAT_JSON && summary->items > 0)
         fputc(',', out);
 }
 
 void plan_output_item(const struct service_plan *plan, enum plan_format format, FILE *out)
 {
     switch (format) {
-    case PLAN_FORMAT_JSON: {
-        json_t *item = plan_to_json(plan);
-        fputs("\n    ", out);
-        write_json_at(item, "    ", out);
-        json_decref(item);
+    case PLAN_FORMAT_JSON:
+        /* an item of "services", itself a member of the top object */
+        if (has_json_item(plan)) {
+            fputs("\n    ", out);
+            write_json_plan(plan, 2, out);
+        }
         break;
-    }
     case PLAN_FORMAT_MARKDOWN:
         write_markdown_row(plan, out);
         break;
@@ -299,13 +492,13 @@ void plan_output_end(enum plan_format format, const struct plan_summary *summary
 {
     if (format != PLAN_FORMAT_JSON)
         return;
-    json_t *counts = json_object();
+    struct json_writer writer = {.out = out, .depth = 1};
+    fputs(summary->items ? "\n  ],\n  \"summary\": " : "],\n  \"summary\": ", out);
+    writer_open(&writer, '{');
     for (size_t i = 0; i < summary->actions; i++)
-        json_object_set_new(counts, plan_action_name(summary->order[i]),
-                            json_integer((json_int_t)summary->count[summary->order[i]]));
-    fputs(summary->plans ? "\n  ],\n  \"summary\": " : "],\n  \"summary\": ", out);
-    write_json_at(counts, "  ", out);
-    json_decref(counts);
+        writer_member_integer(&writer, plan_action_name(summary->order[i]),
+                            (long long)summary->count[summary->order[i]]);
+    writer_close(&writer, '}');
     fputs("\n}\n", out);
 }
 
@@ -315,9 +508,12 @@ void plan_list_write(const struct service_plan *plans, size_t count, enum plan_f
     struct plan_summary summary = {0};
     plan_output_begin(format, out);
     for (size_t i = 0; i < count; i++) {
-        plan_output_separator(format, i, out);
-        plan_output_item(&plans[i], format, out);
-        plan_summary_add(&summary, plans[i].action);
+        bool item = plan_output_has_item(&plans[i], format);
+        if (item) {
+            plan_output_separator(format, &summary, out);
+            plan_output_item(&plans[i], format, out);
+        }
+        plan_summary_add(&summary, plans[i].action, item);
     }
     for (size_t i = 0; i < count; i++)
         plan_output_details(&plans[i], format, out);
