@@ -93,6 +93,10 @@ struct plan_worker {
     pthread_t thread;
     bool started;
     FILE *spool[PART_COUNT];
+    off_t spool_size[PART_COUNT];
+    FILE *scratch; /* one part of one plan, before it goes to its spool */
+    char *scratch_text;
+    size_t scratch_length;
     struct plan_record *records;
     size_t record_count, record_capacity;
     int error;
@@ -282,19 +286,24 @@ static int worker_record(struct plan_worker *w, const struct service_plan *plan,
     for (int part = 0; part < PART_COUNT; part++) {
         if (part == PART_DETAILS && format != PLAN_FORMAT_MARKDOWN)
             continue;
-        FILE *spool = w->spool[part];
-        record->offset[part] = ftello(spool);
+        /* written apart first, to know its length without asking the spool */
+        rewind(w->scratch);
         if (part == PART_ITEM)
-            plan_output_item(plan, format, spool);
+            plan_output_item(plan, format, w->scratch);
         else
-            plan_output_details(plan, format, spool);
-        off_t end = ftello(spool);
-        if (record->offset[part] < 0 || end < record->offset[part] || ferror(spool)) {
+            plan_output_details(plan, format, w->scratch);
+        int r = fflush(w->scratch) == 0 ? 0 : -ENOMEM;
+        if (r == 0 && w->scratch_length &&
+            fwrite(w->scratch_text, 1, w->scratch_length, w->spool[part]) != w->scratch_length)
+            r = -EIO;
+        if (r < 0) {
             free(record->name);
             free(record->file);
-            return -EIO;
+            return r;
         }
-        record->length[part] = (size_t)(end - record->offset[part]);
+        record->offset[part] = w->spool_size[part];
+        record->length[part] = w->scratch_length;
+        w->spool_size[part] += (off_t)w->scratch_length;
     }
     w->record_count++;
     return 0;
@@ -560,6 +569,9 @@ static void workers_free(struct plan_worker *workers, size_t count)
         for (int part = 0; part < PART_COUNT; part++)
             if (workers[w].spool[part])
                 fclose(workers[w].spool[part]);
+        if (workers[w].scratch)
+            fclose(workers[w].scratch);
+        free(workers[w].scratch_text);
         for (size_t i = 0; i < workers[w].record_count; i++) {
             free(workers[w].records[i].name);
             free(workers[w].records[i].file);
@@ -605,6 +617,9 @@ static int plan_streaming(const char *new_path, const char *old_path,
         for (int part = 0; part < PART_COUNT; part++)
             if (!(workers[w].spool[part] = spool_open()))
                 r = -EAGAIN;
+        workers[w].scratch = open_memstream(&workers[w].scratch_text, &workers[w].scratch_length);
+        if (!workers[w].scratch)
+            r = -ENOMEM;
     }
     if (r == 0) {
         for (size_t w = 1; w < worker_count; w++)

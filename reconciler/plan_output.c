@@ -61,7 +61,11 @@ static bool is_utf8(const char *text)
 
 static void writer_newline(struct json_writer *w)
 {
-    fprintf(w->out, "\n%*s", w->depth * JSON_INDENT_WIDTH, "");
+    static const char line[] = "\n                                "; /* 32 spaces */
+    size_t spaces = (size_t)w->depth * JSON_INDENT_WIDTH;
+    fwrite(line, 1, 1 + (spaces < sizeof(line) - 2 ? spaces : sizeof(line) - 2), w->out);
+    for (; spaces > sizeof(line) - 2; spaces--)
+        fputc(' ', w->out);
 }
 
 static void writer_open(struct json_writer *w, char bracket)
@@ -146,8 +150,17 @@ static void writer_member_string(struct json_writer *w, const char *key, const c
 
 static void writer_member_integer(struct json_writer *w, const char *key, long long value)
 {
+    /* as "%lld" writes it, without the cost of printf */
+    char digits[24], *p = digits + sizeof(digits);
+    unsigned long long magnitude = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+    do {
+        *--p = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (value < 0)
+        *--p = '-';
     writer_key(w, key);
-    fprintf(w->out, "%lld", value);
+    fwrite(p, 1, (size_t)(digits + sizeof(digits) - p), w->out);
 }
 
 /* Reals in jansson's own digits, which differ between its versions. */

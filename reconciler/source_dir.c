@@ -17,15 +17,17 @@ int source_read_file(const char *path, size_t max, char **out, size_t *length)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    /* one read of the whole file, and one more that sees its end */
+    /* a regular file in one read of the size fstat gives (asking for one
+     * byte more, to see whether it has grown since) */
     struct stat st;
-    size_t capacity = 4096;
+    size_t capacity = 4096, size = 0;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
         if ((unsigned long long)st.st_size > max) {
             close(fd);
             return -EFBIG;
         }
-        capacity = (size_t)st.st_size + 1;
+        size = (size_t)st.st_size;
+        capacity = size + 1;
     }
     size_t used = 0;
     char *buf = malloc(capacity + 1);
@@ -45,6 +47,8 @@ int source_read_file(const char *path, size_t max, char **out, size_t *length)
             error = -EFBIG;
             break;
         }
+        if (size && used == size)
+            break; /* all fstat saw, and no more though more was asked for */
         if (used == capacity) {
             capacity *= 2;
             char *grown = realloc(buf, capacity + 1);

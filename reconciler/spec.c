@@ -666,7 +666,14 @@ static void hash_object(struct canonical_hash *h, const json_t *object, enum can
         keys[count].value = json_object_iter_value(iter);
         count++;
     }
-    qsort(keys, count, sizeof(*keys), compare_object_keys);
+    /* objects are small: an insertion sort (keys are unique, any sort agrees) */
+    for (size_t i = 1; i < count; i++) {
+        struct object_key key = keys[i];
+        size_t j = i;
+        for (; j > 0 && compare_object_keys(&keys[j - 1], &key) > 0; j--)
+            keys[j] = keys[j - 1];
+        keys[j] = key;
+    }
     hash_bytes(h, "{", 1);
     for (size_t i = 0; i < count; i++) {
         const char *key = keys[i].key;
@@ -695,7 +702,6 @@ static void hash_object(struct canonical_hash *h, const json_t *object, enum can
 static void hash_value(struct canonical_hash *h, const json_t *value, enum canonical_level level)
 {
     char text[100];
-    int n;
     switch (json_typeof(value)) {
     case JSON_OBJECT:
         hash_object(h, value, level);
@@ -712,10 +718,21 @@ static void hash_value(struct canonical_hash *h, const json_t *value, enum canon
     case JSON_STRING:
         hash_string(h, json_string_value(value), json_string_length(value));
         break;
-    case JSON_INTEGER:
-        n = snprintf(text, sizeof(text), "%" JSON_INTEGER_FORMAT, json_integer_value(value));
-        hash_bytes(h, text, (size_t)n);
+    case JSON_INTEGER: {
+        /* as "%" JSON_INTEGER_FORMAT writes it, without the cost of printf */
+        json_int_t integer = json_integer_value(value);
+        unsigned long long magnitude =
+            integer < 0 ? 0ULL - (unsigned long long)integer : (unsigned long long)integer;
+        char *p = text + sizeof(text);
+        do {
+            *--p = (char)('0' + magnitude % 10);
+            magnitude /= 10;
+        } while (magnitude);
+        if (integer < 0)
+            *--p = '-';
+        hash_bytes(h, p, (size_t)(text + sizeof(text) - p));
         break;
+    }
     case JSON_REAL: {
         /* jansson's own digits: its real formatting has changed between versions */
         size_t length = json_dumpb(value, text, sizeof(text),
