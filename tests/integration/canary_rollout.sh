@@ -12,7 +12,7 @@ TOLERANCE=2       # percentage points
 MIN_REQUESTS=2000 # per measuring burst
 
 it_setup
-write_policy "[$(IFS=,; echo "${STEPS[*]}" | sed 's/,/, /g')]" 5s 30s
+write_policy "[$(IFS=,; echo "${STEPS[*]}" | sed 's/,/, /g')]" 8s 30s
 start_v1
 
 # the load runs before the change so that it sees the first v2 answer
@@ -138,7 +138,7 @@ fi
 figure "continuous load (wrk -t2 -c8, 2 ms pause per request), whole rollout:"
 figure "  requests answered: $served  (v1 $(rf "$M" '.versions.v1 // 0'), v2 $(rf "$M" '.versions.v2 // 0'))"
 figure "  failed: non-2xx $non2xx, connection errors $errors ($(jq -c '.errors' "$M")), p99 latency $(($(rf "$M" '.p99_us') / 1000)) ms"
-figure "policy steps [${STEPS[*]}], step_duration 5s; measured split per step (1 s unpinned wrk burst, -c8):"
+figure "policy steps [${STEPS[*]}], step_duration 8s; measured split per step (1 s unpinned wrk burst, -c8):"
 for row in "${split_rows[@]}"; do
     figure "  $row"
 done

@@ -77,8 +77,9 @@ else
     diagnostics
 fi
 log "phases seen after the command: ${phases[*]}"
-check "phase went rolling_back -> rolled_back (seen: ${phases[*]})" \
-    test "${phases[0]}" = rolling_back -a "${phases[-1]}" = rolled_back
+# a rollback without surge takes a few hundred ms: polling may see only its
+# end; the history below says it went through rolling_back
+check "phase ended rolled_back (seen: ${phases[*]})" test "${phases[-1]}" = rolled_back
 check "history: rollback_started then rolled_back, for v3" test "$(st '
     [.history[] | select(.event == "rollback_started" or .event == "rolled_back")] | .[-2:] |
     map(.event) == ["rollback_started", "rolled_back"] and all(.detail | startswith("v3"))')" = true
