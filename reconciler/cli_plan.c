@@ -93,6 +93,7 @@ struct plan_worker {
     pthread_t thread;
     bool started;
     FILE *spool[PART_COUNT];
+    char *spool_buffer[PART_COUNT];
     off_t spool_size[PART_COUNT];
     FILE *scratch; /* one part of one plan, before it goes to its spool */
     char *scratch_text;
@@ -104,7 +105,8 @@ struct plan_worker {
 
 /* ---- spools: the text of the plans, out of memory until it is put in order ---- */
 
-static FILE *spool_open(void)
+/* buffer: SPOOL_WINDOW bytes, which the caller frees after fclose */
+static FILE *spool_open(char *buffer)
 {
     const char *dir = getenv("TMPDIR");
     if (!dir || !*dir)
@@ -117,11 +119,11 @@ static FILE *spool_open(void)
         if (fd >= 0)
             unlink(path);
     }
-    if (fd < 0)
-        return tmpfile();
-    FILE *f = fdopen(fd, "w+");
-    if (!f)
+    FILE *f = fd < 0 ? tmpfile() : fdopen(fd, "w+");
+    if (!f && fd >= 0)
         close(fd);
+    if (f && buffer)
+        setvbuf(f, buffer, _IOFBF, SPOOL_WINDOW); /* megabytes go through it */
     return f;
 }
 
@@ -566,9 +568,11 @@ static int write_records(struct plan_worker *workers, size_t worker_count, const
 static void workers_free(struct plan_worker *workers, size_t count)
 {
     for (size_t w = 0; workers && w < count; w++) {
-        for (int part = 0; part < PART_COUNT; part++)
+        for (int part = 0; part < PART_COUNT; part++) {
             if (workers[w].spool[part])
                 fclose(workers[w].spool[part]);
+            free(workers[w].spool_buffer[part]);
+        }
         if (workers[w].scratch)
             fclose(workers[w].scratch);
         free(workers[w].scratch_text);
@@ -614,9 +618,11 @@ static int plan_streaming(const char *new_path, const char *old_path,
     for (size_t w = 0; r == 0 && w < worker_count; w++) {
         workers[w].run = &run;
         workers[w].index = w;
-        for (int part = 0; part < PART_COUNT; part++)
-            if (!(workers[w].spool[part] = spool_open()))
+        for (int part = 0; part < PART_COUNT; part++) {
+            workers[w].spool_buffer[part] = malloc(SPOOL_WINDOW);
+            if (!(workers[w].spool[part] = spool_open(workers[w].spool_buffer[part])))
                 r = -EAGAIN;
+        }
         workers[w].scratch = open_memstream(&workers[w].scratch_text, &workers[w].scratch_length);
         if (!workers[w].scratch)
             r = -ENOMEM;
