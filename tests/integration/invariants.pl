@@ -14,6 +14,8 @@
 #           not in maintenance or drain, weight > 0) has a live replica process
 #           of the state dir listening on its port
 #   health  (--health) ... and that replica answers 200 on its health path
+#           (each asked right after reading the router; a failure counts when
+#           the router, read again after, still sends that server traffic)
 #   share   (--share) while two versions take traffic, in the split backend
 #           the share of the weights of each version_name
 #           <= 100 * (its servers taking traffic) / --replicas + 1
@@ -79,7 +81,7 @@ open(my $out, '>', $o{out}) or die "invariants.pl: $o{out}: $!\n";
 $out->autoflush(1);
 
 my $t0 = time;
-my (%violations, @examples, %max_alive, $max_total, %max_gpu, $samples);
+my (%violations, @examples, %max_alive, $max_total, %max_gpu, $samples, %cost);
 $max_total = 0;
 $samples = 0;
 my (%seen_phase, @phases);
@@ -135,9 +137,13 @@ sub service_state {
         local $/;
         my $text = <$f>;
         close $f;
-        my $doc = eval { $json->decode($text) };
+        # keys are sorted: "services" comes last, after the long "replicas";
+        # decoding only that part keeps a sample cheap
+        my $at = rindex($text, '"services":');
+        my $doc = $at >= 0 ? eval { $json->decode(substr($text, $at + 11, -1)) } : undef;
+        $doc = eval { $json->decode($text)->{services} } if !$doc;
         if ($doc) {
-            $state_doc = $doc->{services}{$o{service}};
+            $state_doc = $doc->{$o{service}};
             $state_key = $key;
         }
     }
@@ -161,6 +167,25 @@ sub healthy {
     return $line =~ m{^HTTP/1\.\d 200 } ? 1 : 0;
 }
 
+# servers of the service that take traffic (running, not in maintenance or
+# drain, weight > 0): [{backend, server, port, weight}]
+sub taking_traffic {
+    my ($servers) = @_;
+    my @out;
+    for my $line (split /\n/, $servers // '') {
+        next if $line =~ /^#/ || $line !~ /\S/;
+        my @f = split ' ', $line;
+        next unless @f >= 19;
+        my ($backend, $server, $op, $admin, $uweight, $port) = @f[1, 3, 5, 6, 7, 18];
+        next unless index($backend, "$o{service}.") == 0;
+        # admin bits: 0x01/0x02/0x20/0x40 maintenance, 0x08/0x10 drain; 0x04
+        # only says the configuration started it disabled
+        next unless $op == 2 && ($admin & 0x7b) == 0 && $uweight > 0;
+        push @out, {backend => $backend, server => $server, port => $port, weight => $uweight};
+    }
+    return \@out;
+}
+
 sub side_name {
     my ($doc, $side) = @_;
     return undef unless defined $side && $side >= 0 && $doc->{sides}[$side];
@@ -171,11 +196,35 @@ sub side_name {
 while (!$stop && !-e $o{'stop-file'}) {
     my $started = time;
     $samples++;
-    # the router first, then what its servers point at
-    my $servers = admin_command('show servers state') // '';
-    my $doc = service_state();
+    # the router first, at once the health of what it sends traffic to, then
+    # the processes; a server found dead or unhealthy counts only if a second
+    # look at the router, taken after, still sends it traffic (so a server
+    # the agent drained meanwhile, before stopping it, is not held against it)
+    my $t_router = time;
+    my $routing = taking_traffic(admin_command('show servers state'));
+    $cost{router} += time - $t_router;
+    my %health;
+    if ($o{health}) {
+        $health{$_->{port}} //= healthy($_->{port}) for @$routing;
+    }
+    my $t_procs = time;
     my $procs = replicas();
+    $cost{procs} += time - $t_procs;
     my %by_port = map { $procs->{$_}{port} => $procs->{$_} } keys %$procs;
+    my %suspect;
+    for my $r (@$routing) {
+        $suspect{$r->{port}} = 1 if !$by_port{$r->{port}} || ($o{health} && !$health{$r->{port}});
+    }
+    my %confirmed;
+    if (%suspect) {
+        my $again = taking_traffic(admin_command('show servers state'));
+        for my $r (@$again) {
+            $confirmed{"$r->{backend}/$r->{server}/$r->{port}"} = 1 if $suspect{$r->{port}};
+        }
+    }
+    my $t_state = time;
+    my $doc = service_state();
+    $cost{state} += time - $t_state;
 
     my %alive;
     $alive{$_->{version}}++ for values %$procs;
@@ -224,28 +273,19 @@ while (!$stop && !-e $o{'stop-file'}) {
     }
 
     # router: servers that take traffic
-    my (%weight, %routed, %healthy_cache);
-    my $split = "$o{service}.";
-    for my $line (split /\n/, $servers) {
-        next if $line =~ /^#/ || $line !~ /\S/;
-        my @f = split ' ', $line;
-        next unless @f >= 19;
-        my ($backend, $server, $op, $admin, $uweight, $port) = @f[1, 3, 5, 6, 7, 18];
-        next unless index($backend, "$o{service}.") == 0;
-        # admin bits: 0x01/0x02/0x20/0x40 maintenance, 0x08/0x10 drain; 0x04
-        # only says the configuration started it disabled
-        next unless $op == 2 && ($admin & 0x7b) == 0 && $uweight > 0;
+    my (%weight, %routed);
+    for my $r (@$routing) {
+        my ($backend, $server, $port, $uweight) = @$r{qw(backend server port weight)};
         my $p = $by_port{$port};
+        my $still = $confirmed{"$backend/$server/$port"};
         if (!$p) {
-            violation('dead', "$backend/$server (port $port, weight $uweight) takes traffic, no replica listens there");
+            violation('dead', "$backend/$server (port $port, weight $uweight) takes traffic, no replica listens there")
+                if $still;
             next;
         }
-        if ($o{health}) {
-            $healthy_cache{$port} //= healthy($port);
-            violation('health', "$backend/$server (port $port, $p->{version} pid $p->{pid}) takes traffic but is not healthy")
-                unless $healthy_cache{$port};
-        }
-        # the split backend has two dots fewer than the pinned ones: svc.app
+        violation('health', "$backend/$server (port $port, $p->{version} pid $p->{pid}) takes traffic but is not healthy")
+            if $o{health} && !$health{$port} && $still;
+        # the split backend has one dot, the pinned ones two: svc.app, svc.app.0
         if (($backend =~ tr/.//) == 1) {
             $weight{$p->{version}} += $uweight;
             $routed{$p->{version}}++;
@@ -306,6 +346,7 @@ while (!$stop && !-e $o{'stop-file'}) {
                               alive => \%alive, routed => \%routed,
                               share => {map { $_ => 0 + sprintf('%.1f', $share{$_}) } keys %share},
                               ($gpu_max ? (gpu => \%per_device) : ())}), "\n";
+    $cost{all} += time - $started;
     my $left = $o{'interval-ms'} / 1000 - (time - $started);
     sleep($left) if $left > 0;
 }
@@ -324,6 +365,8 @@ my $summary = {
     milestones => [map { {milestone => $_->{text}, at_ms => $_->{at_ms},
                           ($_->{skipped} ? (skipped => JSON::PP::true) : ())} } @milestones],
     milestones_matched => $next_milestone,
+    # ms per sample spent reading the router, the processes, state.json, in all
+    cost_ms => {map { $_ => 0 + sprintf('%.1f', $samples ? 1000 * $cost{$_} / $samples : 0) } keys %cost},
 };
 open(my $s, '>', "$o{summary}.tmp") or die "invariants.pl: $o{summary}: $!\n";
 print $s $json->encode($summary), "\n";

@@ -537,7 +537,10 @@ checker_start() {
         >>"$WORK/$name.checker.log" 2>&1 &
     CHECKER_PID[$name]=$!
     CHECKER_PIDS+=("$!")
-    log "checker '$name' started (pid $!): $*"
+    # its first sample is the state before whatever the test does next
+    wait_until 10 "checker $name's first sample" test -s "$WORK/$name.samples" ||
+        log "checker '$name' took no sample within 10 s"
+    log "checker '$name' started (pid ${CHECKER_PID[$name]}): $*"
 }
 
 # checker_stop NAME: the summary is in $WORK/NAME.summary.json (CHECKER_SUMMARY)

@@ -67,10 +67,9 @@ router_all_primary_at() {
         '[.[] | select(.at >= $after and (.share[$v] // 0) == 0)][0].at // 0' "$1"
 }
 
-# after_rollback NAME VERSION REASON T_START: waits for rolled_back and checks the outcome
+# after_rollback NAME VERSION REASON T_START ID: waits for rolled_back and checks the outcome
 after_rollback() {
-    local name=$1 version=$2 reason=$3 t_start=$4 id
-    id=$(st .canary.version)
+    local name=$1 version=$2 reason=$3 t_start=$4 id=$5
     phases=()
     if wait_until 40 "$version rolled back" seen_phase; then
         T_ROLLED_BACK=$(($(now_ms) - t_start))
@@ -97,12 +96,13 @@ checker_start manual --max-per-version "$REPLICAS" --max-total "$BOUND" --surge 
 write_spec v2 --surge "$SURGE"
 wait_until 40 "v2 grown to $REPLICAS replicas at 50%" grown v2 ||
     fatal "v2 did not reach 50% traffic with $REPLICAS ready replicas (phase $(st .phase), traffic $(st .traffic.canary), capacity $(st .canary.capacity))"
+V2_ID=$(st .canary.version)
 out=$("$ROLLD" rollback svc --state-dir "$STATE" 2>&1)
 rc=$?
 T_CMD=$(now_ms)
 log "rolld rollback svc -> exit $rc: $out"
 check_eq "v2: rolld rollback svc exits" 0 "$rc"
-after_rollback v2 v2 "manual rollback" "$T_CMD"
+after_rollback v2 v2 "manual rollback" "$T_CMD" "$V2_ID"
 T_MANUAL=$T_ROLLED_BACK
 checker_stop manual
 check "manual: the checker saw rolling_back (phases: $(jq -r '.phases | join(" ")' "$CHECKER_SUMMARY"))" \
@@ -124,12 +124,13 @@ checker_start override --max-per-version "$REPLICAS" --max-total "$BOUND" --surg
 write_spec v3 --surge "$SURGE"
 wait_until 40 "v3 grown to $REPLICAS replicas at 50%" grown v3 ||
     fatal "v3 did not reach 50% traffic with $REPLICAS ready replicas (phase $(st .phase), traffic $(st .traffic.canary))"
+V3_ID=$(st .canary.version)
 out=$("$ROLLD" rollback svc --state-dir "$STATE" --max-surge-percent "$OVERRIDE" 2>&1)
 rc=$?
 T_CMD=$(now_ms)
 log "rolld rollback svc --max-surge-percent $OVERRIDE -> exit $rc: $out"
 check_eq "v3: rolld rollback svc --max-surge-percent $OVERRIDE exits" 0 "$rc"
-after_rollback v3 v3 "manual rollback" "$T_CMD"
+after_rollback v3 v3 "manual rollback" "$T_CMD" "$V3_ID"
 T_OVERRIDE=$T_ROLLED_BACK
 checker_stop override
 check "override: the checker saw rolling_back (phases: $(jq -r '.phases | join(" ")' "$CHECKER_SUMMARY"))" \
@@ -154,7 +155,8 @@ write_spec v4 --surge "$SURGE" --timeout "${TIMEOUT_S}s" --policy slow
 T_SAVE=$SAVED_MS
 wait_until 30 "v4 grown to $REPLICAS replicas at 50%" grown v4 ||
     fatal "v4 did not reach 50% traffic with $REPLICAS ready replicas (phase $(st .phase), traffic $(st .traffic.canary))"
-if wait_status $((TIMEOUT_S + 10)) '.phase == "rolling_back"'; then
+V4_ID=$(st .canary.version)
+if wait_status $((TIMEOUT_S + 10)) '.phase == "rolling_back" or .phase == "rolled_back"'; then
     T_TIMEOUT=$(($(now_ms) - T_SAVE))
     pass "v4: rolling back $T_TIMEOUT ms after the save (rollout.timeout ${TIMEOUT_S}s)"
     check "v4: not before the timeout ($T_TIMEOUT ms >= $((TIMEOUT_S * 1000)) ms)" test "$T_TIMEOUT" -ge $((TIMEOUT_S * 1000))
@@ -162,7 +164,7 @@ if wait_status $((TIMEOUT_S + 10)) '.phase == "rolling_back"'; then
 else
     fail "v4: no rollback within $((TIMEOUT_S + 10)) s of the save (phase $(st .phase))"
 fi
-after_rollback v4 v4 "rollout timed out" "$(now_ms)"
+after_rollback v4 v4 "rollout timed out" "$(now_ms)" "$V4_ID"
 checker_stop timeout
 check "timeout: the checker saw rolling_back (phases: $(jq -r '.phases | join(" ")' "$CHECKER_SUMMARY"))" \
     test "$(jq -r '.phases | index("rolling_back") != null' "$CHECKER_SUMMARY")" = true
