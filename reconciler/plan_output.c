@@ -22,6 +22,8 @@ struct json_writer {
     FILE *out;
     int depth;
     bool empty[JSON_MAX_DEPTH]; /* nothing yet in the container open at each depth */
+    size_t length;
+    char buffer[4096];
 };
 
 static bool is_utf8(const char *text)
@@ -59,18 +61,39 @@ static bool is_utf8(const char *text)
     return true;
 }
 
+/* The writer keeps its own buffer: a plan is some hundred small pieces, and
+ * stdio takes a lock for each in a program with threads. */
+static void writer_flush(struct json_writer *w)
+{
+    fwrite(w->buffer, 1, w->length, w->out);
+    w->length = 0;
+}
+
+static void writer_append(struct json_writer *w, const char *bytes, size_t n)
+{
+    if (w->length + n > sizeof(w->buffer)) {
+        writer_flush(w);
+        if (n > sizeof(w->buffer)) {
+            fwrite(bytes, 1, n, w->out);
+            return;
+        }
+    }
+    memcpy(w->buffer + w->length, bytes, n);
+    w->length += n;
+}
+
 static void writer_newline(struct json_writer *w)
 {
     static const char line[] = "\n                                "; /* 32 spaces */
     size_t spaces = (size_t)w->depth * JSON_INDENT_WIDTH;
-    fwrite(line, 1, 1 + (spaces < sizeof(line) - 2 ? spaces : sizeof(line) - 2), w->out);
+    writer_append(w, line, 1 + (spaces < sizeof(line) - 2 ? spaces : sizeof(line) - 2));
     for (; spaces > sizeof(line) - 2; spaces--)
-        fputc(' ', w->out);
+        writer_append(w, " ", 1);
 }
 
 static void writer_open(struct json_writer *w, char bracket)
 {
-    fputc(bracket, w->out);
+    writer_append(w, &bracket, 1);
     w->depth++;
     w->empty[w->depth] = true;
 }
@@ -81,65 +104,66 @@ static void writer_close(struct json_writer *w, char bracket)
     w->depth--;
     if (!empty)
         writer_newline(w);
-    fputc(bracket, w->out);
+    writer_append(w, &bracket, 1);
 }
 
 /* Before a value of a list or a member of an object. */
 static void writer_next(struct json_writer *w)
 {
     if (!w->empty[w->depth])
-        fputc(',', w->out);
+        writer_append(w, ",", 1);
     w->empty[w->depth] = false;
     writer_newline(w);
 }
 
 static void writer_string(struct json_writer *w, const char *text)
 {
-    FILE *out = w->out;
-    fputc('"', out);
-    for (const char *s = text; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        size_t run = strcspn(s, "\"\\\b\f\n\r\t\x01\x02\x03\x04\x05\x06\x07\x0b\x0e\x0f\x10\x11"
-                                "\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f");
-        if (run) {
-            fwrite(s, 1, run, out);
-            s += run - 1;
-            continue;
-        }
-        switch (c) {
+    static const char escaped[] = "\"\\\b\f\n\r\t\x01\x02\x03\x04\x05\x06\x07\x0b\x0e\x0f\x10\x11"
+                                  "\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f";
+    writer_append(w, "\"", 1);
+    for (const char *s = text; *s;) {
+        size_t run = strcspn(s, escaped);
+        writer_append(w, s, run);
+        s += run;
+        if (!*s)
+            break;
+        char code[8];
+        switch (*s) {
         case '"':
-            fputs("\\\"", out);
+            strcpy(code, "\\\"");
             break;
         case '\\':
-            fputs("\\\\", out);
+            strcpy(code, "\\\\");
             break;
         case '\b':
-            fputs("\\b", out);
+            strcpy(code, "\\b");
             break;
         case '\f':
-            fputs("\\f", out);
+            strcpy(code, "\\f");
             break;
         case '\n':
-            fputs("\\n", out);
+            strcpy(code, "\\n");
             break;
         case '\r':
-            fputs("\\r", out);
+            strcpy(code, "\\r");
             break;
         case '\t':
-            fputs("\\t", out);
+            strcpy(code, "\\t");
             break;
         default:
-            fprintf(out, "\\u%04X", c);
+            snprintf(code, sizeof(code), "\\u%04X", (unsigned char)*s);
         }
+        writer_append(w, code, strlen(code));
+        s++;
     }
-    fputc('"', out);
+    writer_append(w, "\"", 1);
 }
 
 static void writer_key(struct json_writer *w, const char *key)
 {
     writer_next(w);
     writer_string(w, key);
-    fputs(": ", w->out);
+    writer_append(w, ": ", 2);
 }
 
 static void writer_member_string(struct json_writer *w, const char *key, const char *value)
@@ -152,7 +176,8 @@ static void writer_member_integer(struct json_writer *w, const char *key, long l
 {
     /* as "%lld" writes it, without the cost of printf */
     char digits[24], *p = digits + sizeof(digits);
-    unsigned long long magnitude = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+    unsigned long long magnitude =
+        value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
     do {
         *--p = (char)('0' + magnitude % 10);
         magnitude /= 10;
@@ -160,7 +185,7 @@ static void writer_member_integer(struct json_writer *w, const char *key, long l
     if (value < 0)
         *--p = '-';
     writer_key(w, key);
-    fwrite(p, 1, (size_t)(digits + sizeof(digits) - p), w->out);
+    writer_append(w, p, (size_t)(digits + sizeof(digits) - p));
 }
 
 /* Reals in jansson's own digits, which differ between its versions. */
@@ -172,13 +197,13 @@ static void writer_member_real(struct json_writer *w, const char *key, double va
     json_decref(real);
     writer_key(w, key);
     if (length > 0 && length <= sizeof(text))
-        fwrite(text, 1, length, w->out);
+        writer_append(w, text, length);
 }
 
 static void writer_member_bool(struct json_writer *w, const char *key, bool value)
 {
     writer_key(w, key);
-    fputs(value ? "true" : "false", w->out);
+    writer_append(w, value ? "true" : "false", value ? 4 : 5);
 }
 
 static void write_json_refs(struct json_writer *w, const char *key,
@@ -321,6 +346,7 @@ static void write_json_plan(const struct service_plan *plan, int depth, FILE *ou
             writer_member_integer(w, "canary_percent", plan->canary_percent);
     }
     writer_close(w, '}');
+    writer_flush(w);
 }
 
 json_t *plan_list_to_json(const struct service_plan *plans, size_t count)
@@ -510,8 +536,9 @@ void plan_output_end(enum plan_format format, const struct plan_summary *summary
     writer_open(&writer, '{');
     for (size_t i = 0; i < summary->actions; i++)
         writer_member_integer(&writer, plan_action_name(summary->order[i]),
-                            (long long)summary->count[summary->order[i]]);
+                              (long long)summary->count[summary->order[i]]);
     writer_close(&writer, '}');
+    writer_flush(&writer);
     fputs("\n}\n", out);
 }
 
