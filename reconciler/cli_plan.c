@@ -54,7 +54,7 @@ enum spool_part { PART_ITEM, PART_DETAILS, PART_COUNT };
 
 struct plan_file {
     char *path;
-    char *key;  /* the service name the file name suggests */
+    char *key;  /* the service name the file name suggests, until the groups are made */
     char *name; /* the service name the file defines, once read; NULL when none */
     size_t group;
 };
@@ -69,7 +69,9 @@ struct plan_group {
 };
 
 struct plan_record {
-    char *name, *file;
+    /* the name and path as the files keep them, or copies when owned */
+    const char *name, *file;
+    bool owned;
     enum plan_action action;
     size_t group;
     size_t worker;
@@ -136,7 +138,7 @@ struct spool_reader {
     size_t capacity;
 };
 
-/* Copies length bytes at offset to out. 0 or -EIO. */
+/* Copies length bytes at offset to out. 0, -ENOMEM or -EIO. */
 static int spool_copy(struct spool_reader *r, off_t offset, size_t length, FILE *out)
 {
     if (length == 0)
@@ -251,6 +253,15 @@ static int groups_build(struct plan_run *run)
             current->files[j].group = id;
         group->old_count = j - group->old_first;
     }
+    /* the keys have done their work */
+    for (size_t k = 0; k < next->count; k++) {
+        free(next->files[k].key);
+        next->files[k].key = NULL;
+    }
+    for (size_t k = 0; k < current->count; k++) {
+        free(current->files[k].key);
+        current->files[k].key = NULL;
+    }
     return 0;
 }
 
@@ -262,7 +273,32 @@ static const char *base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
-static int worker_record(struct plan_worker *w, const struct service_plan *plan, size_t group)
+static void record_clear(struct plan_record *record)
+{
+    if (record->owned) {
+        free((char *)record->name);
+        free((char *)record->file);
+    }
+}
+
+/* The string equal to text among the files' names (path false) or paths,
+ * which live as long as the records; NULL when there is none. */
+static const char *file_string(struct plan_file **files, size_t count, bool path, const char *text)
+{
+    for (size_t i = 0; i < count; i++) {
+        const char *s = path ? files[i]->path : files[i]->name;
+        if (s && !strcmp(s, text))
+            return s;
+    }
+    return NULL;
+}
+
+#define PLAN_UNKNOWN_NAME "(unknown)" /* plan_set's name for a file without one */
+#define RECORD_LOOKUP_FILES 16 /* beyond: a record keeps copies, not a search per plan */
+
+/* Records plan, planned from these files, and writes its text to the spools. */
+static int worker_record(struct plan_worker *w, const struct service_plan *plan, size_t group,
+                         struct plan_file **files, size_t file_count)
 {
     if (w->record_count == w->record_capacity) {
         size_t capacity = w->record_capacity ? w->record_capacity * 2 : 256;
@@ -274,12 +310,20 @@ static int worker_record(struct plan_worker *w, const struct service_plan *plan,
     }
     struct plan_record *record = &w->records[w->record_count];
     memset(record, 0, sizeof(*record));
-    record->name = strdup(plan->name);
-    record->file = strdup(plan->file);
+    if (file_count <= RECORD_LOOKUP_FILES) {
+        record->name = !strcmp(plan->name, PLAN_UNKNOWN_NAME)
+                           ? PLAN_UNKNOWN_NAME
+                           : file_string(files, file_count, false, plan->name);
+        record->file = file_string(files, file_count, true, plan->file);
+    }
     if (!record->name || !record->file) {
-        free(record->name);
-        free(record->file);
-        return -ENOMEM;
+        record->owned = true;
+        record->name = strdup(plan->name);
+        record->file = strdup(plan->file);
+        if (!record->name || !record->file) {
+            record_clear(record);
+            return -ENOMEM;
+        }
     }
     record->action = plan->action;
     record->group = group;
@@ -299,8 +343,7 @@ static int worker_record(struct plan_worker *w, const struct service_plan *plan,
             fwrite(w->scratch_text, 1, w->scratch_length, w->spool[part]) != w->scratch_length)
             r = -EIO;
         if (r < 0) {
-            free(record->name);
-            free(record->file);
+            record_clear(record);
             return r;
         }
         record->offset[part] = w->spool_size[part];
@@ -331,13 +374,15 @@ struct file_text {
     int status; /* source_read_file's */
 };
 
-/* Reads, parses and plans these files (each side in file order) as
- * plan_set_compute would plan directories holding only them, and records
- * the plans under group. Notes the service name of every file. */
-static int plan_files(struct plan_worker *w, struct plan_file **news, size_t new_count,
-                      struct plan_file **olds, size_t old_count, size_t group)
+/* Reads, parses and plans these files, the new_count of NEW then the
+ * old_count of OLD, each side in file order, as plan_set_compute would plan
+ * directories holding only them, and records the plans under group. Notes
+ * the service name of every file. */
+static int plan_files(struct plan_worker *w, struct plan_file **files, size_t new_count,
+                      size_t old_count, size_t group)
 {
     struct plan_run *run = w->run;
+    struct plan_file **news = files, **olds = files + new_count;
     struct snapshot next = {0}, current = {0};
     struct file_text *texts = calloc(new_count ? new_count : 1, sizeof(*texts));
     next.entries = calloc(new_count ? new_count : 1, sizeof(*next.entries));
@@ -380,7 +425,7 @@ static int plan_files(struct plan_worker *w, struct plan_file **news, size_t new
     if (r == 0)
         r = plan_set_compute(&next, run->against ? &current : NULL, run->policies, &plans, &count);
     for (size_t i = 0; r == 0 && i < count; i++)
-        r = worker_record(w, &plans[i], group);
+        r = worker_record(w, &plans[i], group, files, new_count + old_count);
     plan_set_free(plans, count);
     snapshot_clear(&next);
     snapshot_clear(&current);
@@ -398,7 +443,7 @@ static int plan_group(struct plan_worker *w, size_t id)
         files[i] = &run->next.files[group->new_first + i];
     for (size_t j = 0; j < group->old_count; j++)
         files[group->new_count + j] = &run->current.files[group->old_first + j];
-    int r = plan_files(w, files, group->new_count, files + group->new_count, group->old_count, id);
+    int r = plan_files(w, files, group->new_count, group->old_count, id);
     free(files);
     return r;
 }
@@ -496,7 +541,7 @@ static int plan_shared_names(struct plan_worker *w, bool *replaced)
             else
                 old_count = k - first;
         }
-        r = plan_files(w, files, new_count, files + new_count, old_count, extra++);
+        r = plan_files(w, files, new_count, old_count, extra++);
     }
     free(named);
     free(parent);
@@ -576,10 +621,8 @@ static void workers_free(struct plan_worker *workers, size_t count)
         if (workers[w].scratch)
             fclose(workers[w].scratch);
         free(workers[w].scratch_text);
-        for (size_t i = 0; i < workers[w].record_count; i++) {
-            free(workers[w].records[i].name);
-            free(workers[w].records[i].file);
-        }
+        for (size_t i = 0; i < workers[w].record_count; i++)
+            record_clear(&workers[w].records[i]);
         free(workers[w].records);
     }
     free(workers);
