@@ -879,3 +879,13 @@ char *spec_guess_name(const char *text, size_t length)
     ytree_free(tree);
     return result;
 }
+
+void spec_hash_text(const char *text, char out[17])
+{
+    unsigned long long h = 0xcbf29ce484222325ULL; /* FNV-1a 64, as version ids */
+    for (const unsigned char *p = (const unsigned char *)text; p && *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
+    snprintf(out, 17, "%016llx", h);
+}

@@ -86,6 +86,9 @@ const char *rollout_strategy_name(enum rollout_strategy strategy);
  * the state store); takes a reference to doc. NULL on a doc it cannot read. */
 struct service_spec *spec_from_doc(json_t *doc, const char *file);
 
+/* The FNV-1a 64 hash of a text as 16 hex digits, the form of a version id. */
+void spec_hash_text(const char *text, char out[17]);
+
 /* Best-effort service name of a file that may not be valid: the top-level
  * `name` if it can be read, else NULL. Caller frees. */
 char *spec_guess_name(const char *text, size_t length);

@@ -787,12 +787,7 @@ static void deployment_identity(const struct service_spec *spec, const struct ap
     json_t *all = json_pack("{s:o, s:o, s:o, s:o}", "service", service, "application", app_part,
                             "deployment", dep_part, "process", entry_part);
     char *text = json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-    unsigned long long h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)text; p && *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    snprintf(out, 17, "%016llx", h);
+    spec_hash_text(text, out);
     free(text);
     json_decref(all);
 }
