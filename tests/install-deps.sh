@@ -5,7 +5,8 @@
 set -euo pipefail
 
 build_packages=(build-essential cmake pkg-config libyaml-dev libjansson-dev libsystemd-dev
-                libcurl4-openssl-dev libmicrohttpd-dev haproxy curl)
+                libcurl4-openssl-dev libmicrohttpd-dev libgit2-dev haproxy curl git
+                openssh-client gpg gpgv)
 test_packages=(libcmocka-dev clang libclang-rt-14-dev nodejs npm wrk jq)
 
 packages=("${build_packages[@]}")

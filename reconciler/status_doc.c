@@ -1,0 +1,1 @@
+/* status documents: being written */
