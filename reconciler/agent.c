@@ -47,7 +47,7 @@ struct managed {
 };
 
 struct agent {
-    const struct agent_options *options;
+    const struct agent_config *options;
     sd_event *event;
     sd_event_source *debounce, *wake, *reconcile_soon, *control, *autoscale;
     struct snapshot snapshot;
@@ -493,7 +493,7 @@ static void reload_snapshot(struct agent *a)
 {
     struct snapshot next;
     struct diag diag = DIAG_INIT;
-    if (source_dir_load(a->options->source, &next, &diag) < 0) {
+    if (source_dir_load(a->options->source_path, &next, &diag) < 0) {
         /* keep the last good snapshot: an unreadable source changes nothing */
         if (diag.count)
             log_line("%s: %s", diag.entries[0].file, diag.entries[0].message);
@@ -846,23 +846,29 @@ static int make_dir(const char *path)
     return 0;
 }
 
-int agent_run(const struct agent_options *given)
+int agent_run(const struct agent_config *given)
 {
     /* absolute paths: HAProxy, replicas and their working dirs see them too */
-    struct agent_options absolute = *given;
+    struct agent_config absolute = *given;
     char state_dir[PATH_MAX], source[PATH_MAX];
     int r;
     if ((r = make_dir(given->state_dir)) < 0) {
         log_line("cannot create state dir %s: %s", given->state_dir, strerror(-r));
         return 1;
     }
-    if (!realpath(given->state_dir, state_dir) || !realpath(given->source, source)) {
-        log_line("cannot resolve %s or %s: %s", given->state_dir, given->source, strerror(errno));
+    if (!realpath(given->state_dir, state_dir)) {
+        log_line("cannot resolve %s: %s", given->state_dir, strerror(errno));
         return 1;
     }
     absolute.state_dir = state_dir;
-    absolute.source = source;
-    const struct agent_options *options = &absolute;
+    if (given->source_kind == SOURCE_DIRECTORY) {
+        if (!realpath(given->source_path, source)) {
+            log_line("cannot resolve %s: %s", given->source_path, strerror(errno));
+            return 1;
+        }
+        absolute.source_path = source;
+    }
+    const struct agent_config *options = &absolute;
     struct agent agent = {.options = options};
     struct agent *a = &agent;
     snprintf(a->state_path, sizeof(a->state_path), "%s/state.json", options->state_dir);
@@ -919,12 +925,12 @@ int agent_run(const struct agent_options *given)
     sd_event_source_set_enabled(a->debounce, SD_EVENT_OFF);
     sd_event_add_time(a->event, &a->wake, CLOCK_REALTIME, UINT64_MAX, 1000, on_wake, a);
     sd_event_source_set_enabled(a->wake, SD_EVENT_OFF);
-    r = sd_event_add_inotify(a->event, NULL, options->source,
+    r = sd_event_add_inotify(a->event, NULL, options->source_path,
                              IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
                                  IN_ATTRIB,
                              on_source_change, a);
     if (r < 0) {
-        log_line("cannot watch %s: %s", options->source, strerror(-r));
+        log_line("cannot watch %s: %s", options->source_path, strerror(-r));
         return 1;
     }
     if ((r = open_control_socket(a)) < 0) {
@@ -933,7 +939,7 @@ int agent_run(const struct agent_options *given)
     }
     a->snapshot_stale = true;
     reconcile(a, NULL, COMMAND_NONE);
-    log_line("running: %zu services from %s, state in %s", a->count, options->source,
+    log_line("running: %zu services from %s, state in %s", a->count, options->source_path,
              options->state_dir);
     r = sd_event_loop(a->event);
 

@@ -6,19 +6,10 @@
 #ifndef ROLLD_AGENT_H
 #define ROLLD_AGENT_H
 
-#include "inventory.h"
+#include "config.h"
 
-struct agent_options {
-    const char *source;
-    const char *state_dir;
-    const char *policies_dir;
-    const char *haproxy_binary;
-    const char *pin_header;
-    int port_min, port_max;
-    int debounce_ms;
-    struct inventory inventory; /* declared: rollouts are checked against it */
-};
-
-int agent_run(const struct agent_options *options);
+/* Runs until SIGTERM or SIGINT. config holds the file's values with the
+ * command line's on top; NULL fields take their defaults. */
+int agent_run(const struct agent_config *config);
 
 #endif

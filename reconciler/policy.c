@@ -61,6 +61,12 @@ static const struct field_schema in_place_fields[] = {
 static const struct object_schema in_place_object = {in_place_fields, COUNT(in_place_fields),
                                                      NULL};
 
+static const struct field_schema approval_fields[] = {
+    {"canary_percent", FIELD_INT, 0, 99, NULL, NULL, true, NULL},
+};
+static const struct object_schema approval_object = {approval_fields, COUNT(approval_fields),
+                                                     NULL};
+
 static const struct field_schema policy_fields[] = {
     {"name", FIELD_NAME, 0, 0, NULL, NULL, true, NULL},
     {"description", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
@@ -69,6 +75,8 @@ static const struct field_schema policy_fields[] = {
     {"on_failure", FIELD_ENUM, 0, 0, NULL, failure_modes, false, "\"rollback\""},
     {"timeout", FIELD_DURATION, 1, 30 * 86400, NULL, NULL, false, "7200"},
     {"in_place", FIELD_OBJECT, 0, 0, &in_place_object, NULL, false, "{}"},
+    {"approval", FIELD_OBJECT, 0, 0, &approval_object, NULL, false, NULL},
+    {"require_signed_commits", FIELD_BOOL, 0, 0, NULL, NULL, false, "false"},
 };
 static const struct object_schema policy_object = {policy_fields, COUNT(policy_fields), NULL};
 
@@ -125,6 +133,9 @@ struct policy *policy_parse(const char *text, size_t length, const char *file, s
                              : ON_FAILURE_ROLLBACK;
     policy->wave_percent =
         (int)integer_or(json_object_get(json_object_get(doc, "in_place"), "wave_percent"), 20);
+    json_t *approval = json_object_get(json_object_get(doc, "approval"), "canary_percent");
+    policy->approval_percent = approval ? (int)json_integer_value(approval) : -1;
+    policy->require_signed_commits = json_is_true(json_object_get(doc, "require_signed_commits"));
     json_decref(doc);
     if (!policy->name || !policy->file) {
         policy_free(policy);

@@ -33,6 +33,8 @@ struct policy {
     enum heavyweight_mode heavyweight;
     enum failure_mode on_failure;
     int wave_percent; /* in-place heavyweight replacement wave, percent of replicas */
+    int approval_percent; /* canaries stop here until a later commit raises canary_percent; -1 */
+    bool require_signed_commits; /* deploy only commits signed by a trusted key */
 };
 
 struct policy *policy_parse(const char *text, size_t length, const char *file, struct diag *diag);

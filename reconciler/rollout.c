@@ -72,6 +72,7 @@ struct service_state *service_state_new(const char *name)
         return NULL;
     state->name = strdup(name);
     state->primary = state->canary = -1;
+    state->gate_base = -1;
     state->rejected = json_array();
     state->history = json_array();
     if (!state->name || !state->rejected || !state->history) {
@@ -109,7 +110,12 @@ struct service_spec *side_spec(const struct side_state *side)
 
 static void side_set(struct side_state *side, const struct service_spec *spec, int capacity)
 {
+    /* new rollout settings for the same version keep the commit it came from */
+    char commit[sizeof(side->commit)] = "";
+    if (side->used && !strcmp(side->version, spec->version))
+        memcpy(commit, side->commit, sizeof(commit));
     side_clear(side);
+    memcpy(side->commit, commit, sizeof(commit));
     side->used = true;
     memcpy(side->version, spec->version, sizeof(side->version));
     side->doc = json_incref(spec->doc);
@@ -162,10 +168,38 @@ static int canary_surge(const struct service_state *state)
     return (int)json_integer_value(json_object_get(rollout, "max_surge_percent"));
 }
 
-static bool canary_paused_by_spec(const struct service_state *state)
+static int spec_canary_percent(const struct service_state *state)
 {
     json_t *rollout = json_object_get(state->sides[state->canary].doc, "rollout");
-    return json_object_get(rollout, "canary_percent") != NULL;
+    json_t *pause = json_object_get(rollout, "canary_percent");
+    return pause ? (int)json_integer_value(pause) : -1;
+}
+
+int rollout_gate_holding(const struct service_state *state, const struct policy *policy)
+{
+    if (!policy || policy->approval_percent < 0 || state->canary < 0)
+        return -1;
+    int asked = spec_canary_percent(state);
+    /* released: a commit after the one that started the canary raised canary_percent past
+     * the gate (merging that pull request is the approval) */
+    if (asked > policy->approval_percent && asked != state->gate_base)
+        return -1;
+    return policy->approval_percent;
+}
+
+/* Where the progression pauses: the spec's canary_percent, or the approval gate below it. */
+static int effective_pause(const struct service_state *state, const struct policy *policy)
+{
+    int pause = spec_canary_percent(state);
+    int gate = rollout_gate_holding(state, policy);
+    if (gate >= 0 && (pause < 0 || pause > gate))
+        pause = gate;
+    return pause;
+}
+
+static bool canary_paused_by_spec(const struct service_state *state, const struct policy *policy)
+{
+    return effective_pause(state, policy) >= 0;
 }
 
 static void begin_rollback(struct service_state *state, const char *reason, bool reject,
@@ -193,10 +227,9 @@ static size_t canary_schedule(const struct service_state *state, const struct po
 {
     json_t *rollout = json_object_get(state->sides[state->canary].doc, "rollout");
     json_t *surge = json_object_get(rollout, "max_surge_percent");
-    json_t *pause = json_object_get(rollout, "canary_percent");
     return capacity_schedule(surge ? (int)json_integer_value(surge) : 0,
-                             pause ? (int)json_integer_value(pause) : -1, policy->steps,
-                             policy->step_count, steps);
+                             effective_pause(state, policy), policy->steps, policy->step_count,
+                             steps);
 }
 
 static long long rollout_timeout_ms(const struct service_state *state, const struct policy *policy)
@@ -313,6 +346,7 @@ static void start_canary(struct service_state *state, const struct rollout_input
     struct capacity_step steps[CAPACITY_MAX_STEPS];
     side_set(&state->sides[side], in->desired, 0);
     state->canary = side;
+    state->gate_base = spec_canary_percent(state);
     size_t n = canary_schedule(state, in->policy, steps);
     state->sides[side].capacity = n ? steps[0].canary : 100;
     state->traffic = 0;
@@ -362,7 +396,7 @@ static void step_canary(struct service_state *state, const struct rollout_input 
         begin_rollback(state, reason, true, now);
         /* DESIGN.md rule 4: an unhealthy canary without a pause returns all
          * traffic to the primary at once, whatever the surge bound */
-        state->rollback_immediate = !canary_paused_by_spec(state);
+        state->rollback_immediate = !canary_paused_by_spec(state, policy);
         result->changed = true;
         return;
     }
@@ -792,8 +826,12 @@ static struct rollout_result rollout_step_once(struct service_state *state,
         int capacity = canary->capacity;
         side_set(canary, desired, capacity);
         history_add(state, in->now_ms, "rollout_settings_changed", "");
-        if (state->phase == PHASE_CANARY_PAUSED)
+        if (state->phase == PHASE_CANARY_PAUSED) {
+            /* time spent paused (waiting for an approval, say) does not count
+             * toward rollout.timeout */
+            state->rollout_started_ms += in->now_ms - state->phase_since_ms;
             set_phase(state, PHASE_CANARY_PROGRESSING, in->now_ms);
+        }
         result.changed = true;
         return result;
     }

@@ -50,6 +50,7 @@ struct side_state {
     json_t *doc;      /* the version's canonical spec (with its rollout section) */
     char *file;       /* the spec file it came from */
     int capacity;     /* percent of steady state */
+    char commit[41];  /* the source commit the version first came from ("" unknown) */
 };
 
 #define ROLLOUT_HISTORY_MAX 20
@@ -69,6 +70,8 @@ struct service_state {
     bool reject_on_rollback;
     bool rollback_immediate;    /* all traffic back at once (unhealthy canary, no pause) */
     int rollback_surge;         /* 100+S bound of a gradual rollback; 0: none */
+    int gate_base;              /* rollout.canary_percent when the canary started (-1 unset):
+                                 * a later commit must raise it to pass the approval gate */
     char *last_error;
     json_t *history;            /* array of {time_ms, event, detail}, newest last */
     bool removed;               /* deletion finished: drop the state */
@@ -116,6 +119,11 @@ struct service_state *service_state_new(const char *name);
 void service_state_free(struct service_state *state);
 
 struct rollout_result rollout_step(struct service_state *state, const struct rollout_input *input);
+
+/* Where the policy's approval gate holds the running canary: the gate's
+ * percent while it holds, -1 when there is no gate or a later commit
+ * released it by raising rollout.canary_percent above it. */
+int rollout_gate_holding(const struct service_state *state, const struct policy *policy);
 
 const char *service_phase_name(enum service_phase phase);
 int service_phase_from_name(const char *name);

@@ -68,8 +68,11 @@ static json_t *side_to_json(const struct side_state *side)
 {
     if (!side->used)
         return json_null();
-    return json_pack("{s:s, s:O, s:s, s:i}", "version", side->version, "doc", side->doc, "file",
-                     side->file ? side->file : "", "capacity", side->capacity);
+    json_t *doc = json_pack("{s:s, s:O, s:s, s:i}", "version", side->version, "doc", side->doc,
+                            "file", side->file ? side->file : "", "capacity", side->capacity);
+    if (doc && side->commit[0])
+        json_object_set_new(doc, "commit", json_string(side->commit));
+    return doc;
 }
 
 json_t *service_state_to_json(const struct service_state *s)
@@ -86,6 +89,8 @@ json_t *service_state_to_json(const struct service_state *s)
         json_object_set_new(doc, "rollback_immediate", json_true());
     if (doc && s->rollback_surge)
         json_object_set_new(doc, "rollback_surge", json_integer(s->rollback_surge));
+    if (doc && s->gate_base >= 0)
+        json_object_set_new(doc, "gate_base", json_integer(s->gate_base));
     if (doc && s->rollback_reason)
         json_object_set_new(doc, "rollback_reason", json_string(s->rollback_reason));
     if (doc && s->last_error)
@@ -106,6 +111,9 @@ static int side_from_json(struct side_state *side, const json_t *doc)
     side->doc = json_incref(spec);
     side->file = strdup(json_string_value(json_object_get(doc, "file")) ?: "");
     side->capacity = (int)json_integer_value(json_object_get(doc, "capacity"));
+    const char *commit = json_string_value(json_object_get(doc, "commit"));
+    if (commit && strlen(commit) < sizeof(side->commit))
+        strcpy(side->commit, commit);
     return 0;
 }
 
@@ -132,6 +140,8 @@ struct service_state *service_state_from_json(const char *name, const json_t *do
     s->reject_on_rollback = json_is_true(json_object_get(doc, "reject_on_rollback"));
     s->rollback_immediate = json_is_true(json_object_get(doc, "rollback_immediate"));
     s->rollback_surge = (int)json_integer_value(json_object_get(doc, "rollback_surge"));
+    json_t *gate_base = json_object_get(doc, "gate_base");
+    s->gate_base = gate_base ? (int)json_integer_value(gate_base) : -1;
     json_t *rejected = json_object_get(doc, "rejected");
     if (json_is_array(rejected)) {
         json_decref(s->rejected);

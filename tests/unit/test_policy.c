@@ -64,9 +64,15 @@ static void test_policy_directory_loads_both(void **state)
     if (diag.count)
         print_diag(&diag);
     assert_int_equal(diag.count, 0);
-    assert_int_equal(set.count, 2);
+    assert_int_equal(set.count, 3);
     assert_non_null(policy_set_find(&set, "production"));
     assert_non_null(policy_set_find(&set, "development"));
+    const struct policy *gated = policy_set_find(&set, "production-gated");
+    assert_non_null(gated);
+    assert_int_equal(gated->approval_percent, 10);
+    assert_true(gated->require_signed_commits);
+    assert_int_equal(policy_set_find(&set, "production")->approval_percent, -1);
+    assert_false(policy_set_find(&set, "production")->require_signed_commits);
     assert_null(policy_set_find(&set, "staging"));
     policy_set_clear(&set);
     assert_int_equal(set.count, 0);

@@ -1696,7 +1696,80 @@ static const struct {
 };
 #define NMATRIX (sizeof(matrix) / sizeof(matrix[0]))
 
+/* The policy's approval gate: a canary stops at the gate until a commit after
+ * the one that started it raises rollout.canary_percent past the gate. */
+static struct policy *gated_policy(void)
+{
+    static const char text[] = "name: gated\n"
+                               "canary:\n  steps: [5, 10, 20, 50, 100]\n  step_duration: 20s\n"
+                               "approval:\n  canary_percent: 10\n";
+    struct diag diag = DIAG_INIT;
+    struct policy *policy = policy_parse(text, strlen(text), "gated.yaml", &diag);
+    if (!policy)
+        print_diag(&diag);
+    assert_non_null(policy);
+    assert_int_equal(policy->approval_percent, 10);
+    return policy;
+}
+
+static void test_approval_gate(void **state)
+{
+    (void)state;
+    struct policy *gated = gated_policy();
+    struct sim *s = sim_new(gated);
+    struct combo none = {0, -1}, same = {0, 10}, raised = {0, 50}, full = {0, 100};
+    const struct service_spec *v1 = sim_own(s, make_spec("app:v1", 10, &none, NULL));
+    const struct service_spec *v2 = sim_own(s, make_spec("app:v2", 10, &none, NULL));
+    sim_start_canary(s, v1, v2);
+    assert_int_equal(s->st->gate_base, -1);
+    RUN_UNTIL(s, phase_is, PHASE_CANARY_PAUSED, 30 * MIN);
+    assert_int_equal(s->st->traffic, 10);
+    assert_int_equal(rollout_gate_holding(s->st, gated), 10);
+    /* held for longer than the rollout timeout: the gate is a pause */
+    sim_advance(s, 3 * 60 * MIN);
+    assert_int_equal(s->st->phase, PHASE_CANARY_PAUSED);
+    assert_int_equal(s->st->traffic, 10);
+    /* a commit that says 10 does not raise it */
+    s->desired = sim_own(s, make_spec("app:v2", 10, &same, NULL));
+    sim_advance(s, 10 * MIN);
+    assert_int_equal(s->st->traffic, 10);
+    assert_int_equal(rollout_gate_holding(s->st, gated), 10);
+    /* raising to 50 is the approval: on to 50, paused there by the spec */
+    s->desired = sim_own(s, make_spec("app:v2", 10, &raised, NULL));
+    sim_settle(s);
+    assert_int_equal(rollout_gate_holding(s->st, gated), -1);
+    RUN_UNTIL(s, traffic_at_least, 50, 30 * MIN);
+    RUN_UNTIL(s, phase_is, PHASE_CANARY_PAUSED, 30 * MIN);
+    assert_int_equal(s->st->traffic, 50);
+    s->desired = sim_own(s, make_spec("app:v2", 10, &full, NULL));
+    RUN_UNTIL(s, phase_is, PHASE_RUNNING, 30 * MIN);
+    assert_string_equal(primary_version(s), v2->version);
+    sim_free(s);
+
+    /* the commit that starts the rollout cannot approve it itself: 100 in the
+     * version's first commit still stops at the gate, and only a later change
+     * past the gate releases it */
+    s = sim_new(gated);
+    v1 = sim_own(s, make_spec("app:v1", 10, &none, NULL));
+    const struct service_spec *v3 = sim_own(s, make_spec("app:v3", 10, &full, NULL));
+    sim_start_canary(s, v1, v3);
+    assert_int_equal(s->st->gate_base, 100);
+    RUN_UNTIL(s, phase_is, PHASE_CANARY_PAUSED, 30 * MIN);
+    assert_int_equal(s->st->traffic, 10);
+    /* the gate survives a restart of the agent (sim_step round-trips the state) */
+    assert_int_equal(rollout_gate_holding(s->st, gated), 10);
+    struct combo seventy_five = {0, 75};
+    s->desired = sim_own(s, make_spec("app:v3", 10, &seventy_five, NULL));
+    RUN_UNTIL(s, traffic_at_least, 75, 30 * MIN);
+    RUN_UNTIL(s, phase_is, PHASE_CANARY_PAUSED, 30 * MIN);
+    assert_int_equal(s->st->traffic, 75);
+    sim_free(s);
+    policy_free(gated);
+}
+
+
 static const struct CMUnitTest focused[] = {
+    cmocka_unit_test(test_approval_gate),
     cmocka_unit_test(test_rollback_without_rollout_fails),
     cmocka_unit_test(test_canary_timing),
     cmocka_unit_test(test_unhealthy_surge_at_once),
