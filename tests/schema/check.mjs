@@ -10,9 +10,12 @@
 // rolld's stderr must contain `FILE:LINE:COL: FIELD: `; an optional `# message: TEXT`
 // line must appear in stderr too. Policies (policies/*.yaml and tests/fixtures/policies/)
 // are checked the same way against schema/policy.schema.json, with rolld loading them
-// through `rolld plan EMPTY_DIR --policies DIR`. The JSON of `rolld plan --format json`
-// is validated against schema/plan.schema.json. Hostile inputs (alias bombs, deep
-// nesting, a 2 MiB file, ...) are generated in a temporary directory.
+// through `rolld plan EMPTY_DIR --policies DIR`. Agent configs (examples/config/rolld.yaml
+// and tests/fixtures/config/) are checked against schema/rolld.schema.json, rolld judging
+// them with `rolld run --config FILE --check` (exit 0 and `FILE: valid`, or 2). The JSON
+// of `rolld plan --format json` is validated against schema/plan.schema.json. Hostile
+// inputs (alias bombs, deep nesting, a 2 MiB file, ...) are generated in a temporary
+// directory.
 //
 // Fixtures JSON Schema cannot judge are listed in UNJUDGEABLE below with the reason;
 // for them only rolld's verdict (invalid, at the expected place) is asserted.
@@ -68,6 +71,12 @@ const UNJUDGEABLE = {
     'strictly increasing steps compares list items with each other',
   'policies/invalid/start-timeout-out-of-range.yaml':
     'a duration range bounds its total in seconds, which a pattern cannot add up',
+  'config/invalid/fetch-interval-out-of-range.yaml':
+    'a duration range bounds its total in seconds, which a pattern cannot add up',
+  'config/invalid/ports-reversed.yaml':
+    'LOW <= HIGH compares two numbers inside one string; the pattern only checks each is within 1024-65535',
+  'config/invalid/status-branch-is-explicit-spec-branch.yaml':
+    'status.branch differing from an explicitly written source.git.branch compares two fields (only the defaults main and rolld/status are expressible)',
   'hostile/alias-bomb.yaml':
     'alias expansion limits (billion laughs) are a property of the YAML text, not of the JSON document',
   'hostile/recursive-alias.yaml': 'an alias inside its own anchor has no JSON document',
@@ -137,13 +146,16 @@ function loadSchema(name) {
     return null;
   }
 }
-const validators = {
-  service: loadSchema('service.schema.json'),
-  policy: loadSchema('policy.schema.json'),
-  plan: loadSchema('plan.schema.json'),
+const SCHEMA_FILES = {
+  service: 'service.schema.json',
+  policy: 'policy.schema.json',
+  plan: 'plan.schema.json',
+  config: 'rolld.schema.json',
 };
+const validators = Object.fromEntries(
+  Object.entries(SCHEMA_FILES).map(([kind, file]) => [kind, loadSchema(file)]));
 if (Object.values(validators).some((v) => !v)) finish();
-for (const name of Object.keys(validators)) pass(`schema/${name}.schema.json compiles (strict)`);
+for (const file of Object.values(SCHEMA_FILES)) pass(`schema/${file} compiles (strict)`);
 
 function schemaErrors(validate) {
   return (validate.errors || [])
@@ -208,6 +220,29 @@ function cVerdictPolicy(file) {
   return { valid: r.status === 0, crashed, stderr: r.stderr || '', file: copy };
 }
 
+// rolld's verdict on one agent config: `rolld run --config FILE --check` exits 0 and prints
+// `FILE: valid`, or exits 2 with the errors.
+function cVerdictConfig(file) {
+  const r = run(['run', '--config', file, '--check']);
+  const crashed = r.error
+    ? r.error.message
+    : r.signal
+      ? `killed by ${r.signal}`
+      : r.status !== 0 && r.status !== 2
+        ? `exit ${r.status}`
+        : r.status === 0 && !(r.stdout || '').includes(`${file}: valid\n`)
+          ? `exit 0 without "${file}: valid" on stdout`
+          : '';
+  return { valid: r.status === 0, crashed, stderr: r.stderr || '', file };
+}
+
+// rolld's verdict on one document of a kind; file is how rolld names it in its messages.
+function cVerdict(kind, target) {
+  if (kind === 'service') return { ...cVerdictSpec(rel(target)), file: null };
+  if (kind === 'config') return cVerdictConfig(rel(target));
+  return cVerdictPolicy(target);
+}
+
 // ---- fixture headers ----------------------------------------------------------------------
 // `# expect: LINE:COL FIELD` (FIELD may be empty for whole-file errors) or `# expect: valid`,
 // then optional `# message: TEXT` lines among the leading comments.
@@ -260,7 +295,7 @@ function unjudgeableReason(target) {
 // (invalid) or undefined (whatever rolld says, as for the examples).
 function checkDocument(kind, target, expected, name) {
   const problems = [];
-  const c = kind === 'service' ? cVerdictSpec(rel(target)) : cVerdictPolicy(target);
+  const c = cVerdict(kind, target);
   if (c.crashed) return fail(name, `rolld crashed (${c.crashed}) ${firstLine(c.stderr)}`);
   if (expected !== undefined && c.valid !== expected)
     problems.push(`rolld says ${c.valid ? 'valid' : 'invalid'}, expected ${expected ? 'valid' : 'invalid'}` +
@@ -320,7 +355,7 @@ function checkKnownBug(kind, file) {
   const name = rel(file);
   const header = readHeader(file);
   if (!header.expect) return fail(name, 'no `# expect:` line');
-  const c = kind === 'service' ? cVerdictSpec(name) : cVerdictPolicy(file);
+  const c = cVerdict(kind, file);
   const printed = kind === 'service' ? name : c.file;
   const cRight = !c.crashed && c.valid === header.expect.valid &&
     (header.expect.valid || !missingFrom(c.stderr, expectedOutput(printed, header)).length);
@@ -426,6 +461,16 @@ for (const [sub, expected] of [['valid', true], ['invalid', false]]) {
   for (const file of files) checkDocument('policy', file, expected, rel(file));
 }
 for (const file of listYaml(path.join(FIXTURES, 'policies', 'known-bugs'))) checkKnownBug('policy', file);
+
+// ---- agent configs (rolld.yaml) ---------------------------------------------------------
+console.log('# agent configs (rolld run --config FILE --check)');
+checkDocument('config', path.join(SOURCE, 'examples', 'config', 'rolld.yaml'), true, 'examples/config/rolld.yaml');
+for (const [sub, expected] of [['valid', true], ['invalid', false]]) {
+  const files = listYaml(path.join(FIXTURES, 'config', sub));
+  if (!files.length) fail(`tests/fixtures/config/${sub}`, 'no fixtures');
+  for (const file of files) checkDocument('config', file, expected, rel(file));
+}
+for (const file of listYaml(path.join(FIXTURES, 'config', 'known-bugs'))) checkKnownBug('config', file);
 
 // ---- plan output ------------------------------------------------------------------------
 console.log('# rolld plan --format json');
