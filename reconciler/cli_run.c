@@ -150,9 +150,7 @@ int cli_run(int argc, char **argv)
             set_text(&config.pin_header, optarg);
             break;
         case 'r':
-            if (sscanf(optarg, "%d-%d", &config.port_min, &config.port_max) != 2 ||
-                config.port_min < 1024 || config.port_max > 65535 ||
-                config.port_min > config.port_max) {
+            if (config_parse_ports(optarg, &config.port_min, &config.port_max) < 0) {
                 fprintf(stderr, "rolld run: --port-range %s: use LOW-HIGH within 1024-65535\n",
                         optarg);
                 result = 2;
@@ -199,6 +197,11 @@ int cli_run(int argc, char **argv)
             config.status_git = config.source_kind == SOURCE_GIT;
         if (config.status_git && config.source_kind != SOURCE_GIT) {
             fputs("rolld run: status can be written to Git only with a Git source\n", stderr);
+            result = 2;
+        } else if (config.source_kind == SOURCE_GIT && config.status_git &&
+                   !strcmp(config.git_branch ? config.git_branch : "main",
+                           config.status_branch ? config.status_branch : "rolld/status")) {
+            fputs("rolld run: the status branch must not be the spec branch\n", stderr);
             result = 2;
         } else if (config.source_kind == SOURCE_DIRECTORY && !config.source_path) {
             fputs("rolld run: no source: give --source DIR, --git URL or a config file with "

@@ -28,8 +28,12 @@ static const struct object_schema git_object = {git_fields, COUNT(git_fields), N
 static void source_check(struct decode_context *ctx, const struct ynode *node, json_t *out,
                          const char *path)
 {
-    bool dir = json_object_get(out, "directory") != NULL, git = json_object_get(out, "git") != NULL;
-    if (dir == git && !ctx->errors)
+    /* judged on what was written, so that an error inside git: does not also
+     * count as a missing source */
+    const struct ynode *dir_node = ynode_map_get(node, "directory");
+    const struct ynode *git_node = ynode_map_get(node, "git");
+    bool dir = dir_node && !ynode_is_null(dir_node), git = git_node && !ynode_is_null(git_node);
+    if (dir == git)
         decode_error(ctx, node, path[0] ? path : "source",
                      "give exactly one of source.directory (a spec directory) and source.git "
                      "(a repository)");
@@ -70,8 +74,8 @@ static void inventory_check(struct decode_context *ctx, const struct ynode *node
     long long bytes;
     if (memory && config_parse_memory(memory, &bytes) < 0)
         decode_error(ctx, ynode_map_get(node, "memory"), "inventory.memory",
-                     "'%s' is not an amount of memory; write bytes or a number with Ki, Mi, Gi "
-                     "or Ti (64Gi)",
+                     "'%s' is not an amount of memory; write bytes or a number with Ki, Mi, Gi, Ti, "
+                     "K, M, G or T (64Gi)",
                      memory);
     json_t *gpus = json_object_get(out, "gpus");
     for (size_t i = 0; i < json_array_size(gpus); i++)
@@ -102,11 +106,27 @@ static void router_check(struct decode_context *ctx, const struct ynode *node, j
 {
     const char *ports = json_string_value(json_object_get(out, "ports"));
     int low, high;
-    char extra;
-    if (ports && (sscanf(ports, "%d-%d%c", &low, &high, &extra) != 2 || low < 1024 ||
-                  high > 65535 || low > high))
+    if (ports && (config_parse_ports(ports, &low, &high) < 0))
         decode_error(ctx, ynode_map_get(node, "ports"), "router.ports",
                      "'%s' is not a port range; write LOW-HIGH within 1024-65535", ports);
+}
+
+/* digits only: LOW-HIGH within 1024-65535 */
+int config_parse_ports(const char *text, int *low, int *high)
+{
+    const char *dash = strchr(text, '-');
+    size_t a = strspn(text, "0123456789");
+    if (!dash || a == 0 || a > 5 || text + a != dash)
+        return -EINVAL;
+    size_t b = strspn(dash + 1, "0123456789");
+    if (b == 0 || b > 5 || dash[1 + b] != 0)
+        return -EINVAL;
+    long l = strtol(text, NULL, 10), h = strtol(dash + 1, NULL, 10);
+    if (l < 1024 || h > 65535 || l > h)
+        return -EINVAL;
+    *low = (int)l;
+    *high = (int)h;
+    return 0;
 }
 
 static const struct field_schema router_fields[] = {
@@ -122,7 +142,10 @@ static void listen_check(struct decode_context *ctx, const struct ynode *node, j
 {
     const char *metrics = json_string_value(json_object_get(out, "metrics"));
     const char *colon = metrics ? strrchr(metrics, ':') : NULL;
-    if (metrics && (!colon || colon == metrics || atoi(colon + 1) < 1 || atoi(colon + 1) > 65535))
+    long port = 0;
+    if (colon && strspn(colon + 1, "0123456789") == strlen(colon + 1) && strlen(colon + 1) <= 5)
+        port = strtol(colon + 1, NULL, 10);
+    if (metrics && (!colon || colon == metrics || port < 1 || port > 65535))
         decode_error(ctx, ynode_map_get(node, "metrics"), "listen.metrics",
                      "'%s' is not an address; write HOST:PORT (127.0.0.1:9464)", metrics);
 }
@@ -148,10 +171,19 @@ static void config_check(struct decode_context *ctx, const struct ynode *node, j
     if (json_is_true(json_object_get(status, "git")) && !git)
         decode_error(ctx, ynode_map_get(status_node, "git"), "status.git",
                      "status can be written to Git only when the source is a Git repository");
+    /* with their defaults: a section left out has none filled in */
     const char *spec_branch = json_string_value(json_object_get(git, "branch"));
     const char *status_branch = json_string_value(json_object_get(status, "branch"));
-    if (spec_branch && status_branch && !strcmp(spec_branch, status_branch))
-        decode_error(ctx, ynode_map_get(status_node, "branch"), "status.branch",
+    if (!spec_branch)
+        spec_branch = "main";
+    if (!status_branch)
+        status_branch = "rolld/status";
+    const struct ynode *status_branch_node = ynode_map_get(status_node, "branch");
+    const struct ynode *spec_branch_node =
+        ynode_map_get(ynode_map_get(ynode_map_get(node, "source"), "git"), "branch");
+    if (git && !strcmp(spec_branch, status_branch))
+        decode_error(ctx, status_branch_node ? status_branch_node : spec_branch_node,
+                     status_branch_node ? "status.branch" : "source.git.branch",
                      "the status branch must not be the spec branch '%s'", spec_branch);
 }
 
@@ -187,10 +219,16 @@ int config_parse_memory(const char *text, long long *bytes)
         double scale;
     } units[] = {{"", 1},          {"Ki", 1024.0},  {"Mi", 1048576.0}, {"Gi", 1073741824.0},
                  {"Ti", 1099511627776.0}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}};
+    /* decimal digits with at most one point: strtod alone would take hex and exponents */
+    size_t digits = strspn(text, "0123456789.");
+    const char *point = strchr(text, '.');
+    if (!isdigit((unsigned char)text[0]) || (point && point < text + digits &&
+                                             memchr(point + 1, '.', text + digits - point - 1)))
+        return -EINVAL;
     char *end;
     errno = 0;
     double value = strtod(text, &end);
-    if (end == text || errno || value < 0 || !isdigit((unsigned char)text[0]))
+    if (end != text + digits || errno || value < 0)
         return -EINVAL;
     for (size_t i = 0; i < COUNT(units); i++)
         if (!strcmp(end, units[i].suffix)) {
@@ -325,7 +363,7 @@ int config_parse(const char *text, size_t length, const char *file, struct agent
     c->pin_header = text_of(router, "pin_header");
     const char *ports = json_string_value(json_object_get(router, "ports"));
     if (ports)
-        sscanf(ports, "%d-%d", &c->port_min, &c->port_max);
+        config_parse_ports(ports, &c->port_min, &c->port_max);
     c->metrics_listen = text_of(json_object_get(doc, "listen"), "metrics");
     const char *format = json_string_value(json_object_get(json_object_get(doc, "log"), "format"));
     c->log_format = format && !strcmp(format, "json") ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT;

@@ -68,6 +68,9 @@ int config_parse(const char *text, size_t length, const char *file, struct agent
 /* Parses a memory amount: bytes, or a number with Ki, Mi, Gi, Ti, K, M, G or T. */
 int config_parse_memory(const char *text, long long *bytes);
 
+/* Parses "LOW-HIGH" (decimal, within 1024-65535, LOW <= HIGH). */
+int config_parse_ports(const char *text, int *low, int *high);
+
 /* Parses "0,1,3" (device indices) into inventory; -EINVAL when malformed. */
 int config_parse_gpu_list(const char *text, struct inventory *inventory);
 

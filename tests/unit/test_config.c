@@ -181,6 +181,50 @@ static void test_memory_and_gpu_list_parsers(void **state)
     assert_int_equal(config_parse_gpu_list("a", &inv), -EINVAL);
 }
 
+static void test_defaults_count_in_cross_checks(void **state)
+{
+    (void)state;
+    struct agent_config c;
+    struct diag diag = DIAG_INIT;
+    /* the default status branch is rolld/status: a spec branch of that name collides */
+    assert_int_equal(parse("source:\n  git:\n    url: /o.git\n    branch: rolld/status\n", &c,
+                           &diag),
+                     -EINVAL);
+    EXPECT_DIAG(&diag, "source.git.branch", 4, 13, "must not be the spec branch");
+    config_clear(&c);
+    diag_clear(&diag);
+    /* every problem at once: a bad name does not hide an empty source */
+    assert_int_equal(parse("name: Bad\nsource: {}\n", &c, &diag), -EINVAL);
+    assert_non_null(diag_find(&diag, "name"));
+    EXPECT_DIAG(&diag, "source", 2, 9, "exactly one of");
+    config_clear(&c);
+    diag_clear(&diag);
+}
+
+static void test_loose_numbers_are_refused(void **state)
+{
+    (void)state;
+    long long bytes;
+    int low, high;
+    assert_int_equal(config_parse_memory("0x10Gi", &bytes), -EINVAL);
+    assert_int_equal(config_parse_memory("1e3", &bytes), -EINVAL);
+    assert_int_equal(config_parse_memory("1.2.3Gi", &bytes), -EINVAL);
+    assert_int_equal(config_parse_ports("+2000- 3000", &low, &high), -EINVAL);
+    assert_int_equal(config_parse_ports("2000-3000x", &low, &high), -EINVAL);
+    assert_int_equal(config_parse_ports("1023-2000", &low, &high), -EINVAL);
+    assert_int_equal(config_parse_ports("3000-2000", &low, &high), -EINVAL);
+    assert_int_equal(config_parse_ports("2000-3000", &low, &high), 0);
+    assert_int_equal(low, 2000);
+    assert_int_equal(high, 3000);
+    struct agent_config c;
+    struct diag diag = DIAG_INIT;
+    assert_int_equal(parse("source:\n  directory: /s\nlisten:\n  metrics: host:80x\n", &c, &diag),
+                     -EINVAL);
+    EXPECT_DIAG(&diag, "listen.metrics", 4, 12, "HOST:PORT");
+    config_clear(&c);
+    diag_clear(&diag);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +236,8 @@ int main(void)
         cmocka_unit_test(test_source_must_be_one_thing),
         cmocka_unit_test(test_status_branch_rules),
         cmocka_unit_test(test_memory_and_gpu_list_parsers),
+        cmocka_unit_test(test_defaults_count_in_cross_checks),
+        cmocka_unit_test(test_loose_numbers_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
