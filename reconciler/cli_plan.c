@@ -25,6 +25,14 @@
  *
  * When no temporary file can be made, the directories are loaded whole and
  * planned with plan_set_compute, as the agent does.
+ *
+ * rolld plan --repo PATH [--base REV] [--head REV] [--dir D] plans the specs
+ * of two revisions of a Git repository (read from its objects, not from a
+ * work tree) the same way: both snapshots are loaded whole (a revision is in
+ * memory anyway once libgit2 has read it) and written by plan_list_write,
+ * which writes what the streaming writer writes, plus the two commits
+ * (a header line in text and markdown, "base_commit" and "head_commit" in
+ * JSON). File names are the repository's paths, "services/chat.yaml".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +51,7 @@
 #include "plan_output.h"
 #include "plan_set.h"
 #include "source_dir.h"
+#include "source_git.h"
 #include "yaml_tree.h"
 
 #define PLAN_MAX_THREADS 8
@@ -741,6 +750,111 @@ out:
     return status;
 }
 
+/* ---- two revisions of a repository ---- */
+
+struct plan_revisions {
+    const char *repo, *base, *head, *directory; /* base NULL: planned against nothing */
+    char base_commit[GIT_OID_TEXT], head_commit[GIT_OID_TEXT];
+};
+
+/* A revision as the user wrote it, when markdown can quote it as is. */
+static void write_markdown_commit(const char *label, const char *commit, const char *rev, FILE *out)
+{
+    fprintf(out, "%s `%s`", label, commit);
+    if (!strchr(rev, '`') && !strchr(rev, '\n'))
+        fprintf(out, " (`%s`)", rev);
+}
+
+/* The list plan_list_write wrote (text), with the commits put in. */
+static void write_with_commits(const struct plan_revisions *revisions, const char *text,
+                               size_t length, enum plan_format format, FILE *out)
+{
+    static const char json_start[] = "{\n", markdown_start[] = "### rolld plan\n\n";
+    const char *rest = text;
+    switch (format) {
+    case PLAN_FORMAT_JSON:
+        if (length >= strlen(json_start) && !strncmp(text, json_start, strlen(json_start))) {
+            rest += strlen(json_start);
+            fputs(json_start, out);
+            if (revisions->base)
+                fprintf(out, "  \"base_commit\": \"%s\",\n", revisions->base_commit);
+            fprintf(out, "  \"head_commit\": \"%s\",\n", revisions->head_commit);
+        }
+        break;
+    case PLAN_FORMAT_MARKDOWN:
+        if (length >= strlen(markdown_start) &&
+            !strncmp(text, markdown_start, strlen(markdown_start))) {
+            rest += strlen(markdown_start);
+            fputs(markdown_start, out);
+        }
+        if (revisions->base) {
+            write_markdown_commit("Base", revisions->base_commit, revisions->base, out);
+            write_markdown_commit(", head", revisions->head_commit, revisions->head, out);
+        } else {
+            write_markdown_commit("Head", revisions->head_commit, revisions->head, out);
+        }
+        fputs(".\n\n", out);
+        break;
+    default:
+        if (revisions->base)
+            fprintf(out, "base %s (%s)\n", revisions->base_commit, revisions->base);
+        fprintf(out, "head %s (%s)\n\n", revisions->head_commit, revisions->head);
+    }
+    fwrite(rest, 1, length - (size_t)(rest - text), out);
+}
+
+/* Plans the head revision against the base one (or nothing). 0, 1 (a plan
+ * is invalid) or 2 after printing why it could not plan. */
+static int plan_revisions(struct plan_revisions *revisions, const struct policy_set *policies,
+                          enum plan_format format, FILE *out)
+{
+    struct diag diag = DIAG_INIT;
+    struct snapshot next = {0}, current = {0};
+    struct service_plan *plans = NULL;
+    size_t count = 0;
+    char *text = NULL;
+    size_t length = 0;
+    int status = 0;
+    if (git_repo_load_revision(revisions->repo, revisions->head, revisions->directory, &next,
+                               revisions->head_commit, &diag) < 0 ||
+        (revisions->base &&
+         git_repo_load_revision(revisions->repo, revisions->base, revisions->directory, &current,
+                                revisions->base_commit, &diag) < 0)) {
+        cli_print_diag(&diag);
+        status = 2;
+        goto out;
+    }
+    if (plan_set_compute(&next, revisions->base ? &current : NULL, policies, &plans, &count) < 0) {
+        fputs("rolld plan: out of memory\n", stderr);
+        status = 2;
+        goto out;
+    }
+    /* written apart first, to put the commits into the list's header */
+    FILE *list = open_memstream(&text, &length);
+    if (!list) {
+        fputs("rolld plan: out of memory\n", stderr);
+        status = 2;
+        goto out;
+    }
+    plan_list_write(plans, count, format, list);
+    if (fclose(list) != 0) {
+        fputs("rolld plan: out of memory\n", stderr);
+        status = 2;
+        goto out;
+    }
+    write_with_commits(revisions, text, length, format, out);
+    for (size_t i = 0; i < count; i++)
+        if (plans[i].action == PLAN_INVALID)
+            status = 1;
+out:
+    free(text);
+    plan_set_free(plans, count);
+    snapshot_clear(&next);
+    snapshot_clear(&current);
+    diag_clear(&diag);
+    return status;
+}
+
 static int parse_format(const char *text, enum plan_format *format)
 {
     if (!strcmp(text, "text"))
@@ -754,15 +868,27 @@ static int parse_format(const char *text, enum plan_format *format)
     return 0;
 }
 
+#define PLAN_USAGE                                                                                 \
+    "usage: rolld plan NEW [--against OLD] [--format text|json|markdown] [--policies DIR]\n"       \
+    "       rolld plan --repo PATH [--base REV] [--head REV] [--dir DIRECTORY]\n"                  \
+    "                  [--format text|json|markdown] [--policies DIR]\n"
+
+enum { OPTION_REPO = 256, OPTION_BASE, OPTION_HEAD, OPTION_DIR };
+
 int cli_plan(int argc, char **argv)
 {
     static const struct option options[] = {
         {"against", required_argument, NULL, 'a'},
         {"format", required_argument, NULL, 'f'},
         {"policies", required_argument, NULL, 'p'},
+        {"repo", required_argument, NULL, OPTION_REPO},
+        {"base", required_argument, NULL, OPTION_BASE},
+        {"head", required_argument, NULL, OPTION_HEAD},
+        {"dir", required_argument, NULL, OPTION_DIR},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    struct plan_revisions revisions = {0};
     const char *against = NULL, *policies_dir = NULL;
     enum plan_format format = PLAN_FORMAT_TEXT;
     int c;
@@ -781,20 +907,49 @@ int cli_plan(int argc, char **argv)
         case 'p':
             policies_dir = optarg;
             break;
+        case OPTION_REPO:
+            revisions.repo = optarg;
+            break;
+        case OPTION_BASE:
+            revisions.base = optarg;
+            break;
+        case OPTION_HEAD:
+            revisions.head = optarg;
+            break;
+        case OPTION_DIR:
+            revisions.directory = optarg;
+            break;
         case 'h':
-            puts("usage: rolld plan NEW [--against OLD] [--format text|json|markdown] "
-                 "[--policies DIR]");
+            fputs(PLAN_USAGE
+                  "\n"
+                  "What applying the specs of NEW over those of OLD (or over nothing) would do,\n"
+                  "service by service.\n"
+                  "\n"
+                  "  --against OLD     the directory (or file) of the specs running now\n"
+                  "  --repo PATH       plan two revisions of the Git repository at PATH (a work\n"
+                  "                    tree or a bare one) instead of two directories\n"
+                  "  --base REV        the revision running now (a branch, tag, commit, HEAD~1);\n"
+                  "                    without it every service is new\n"
+                  "  --head REV        the revision to apply (default HEAD)\n"
+                  "  --dir DIRECTORY   where the specs are in the repository (default: its top)\n"
+                  "  --format FORMAT   text (default), json (schema/plan.schema.json) or markdown\n"
+                  "  --policies DIR    the rollout policies (default: the installed ones)\n",
+                  stdout);
             return 0;
         default:
             return 2;
         }
     }
-    if (optind != argc - 1) {
-        fputs("usage: rolld plan NEW [--against OLD] [--format text|json|markdown] "
-              "[--policies DIR]\n",
-              stderr);
+    if (revisions.repo ? optind != argc || against : optind != argc - 1) {
+        fputs(PLAN_USAGE, stderr);
         return 2;
     }
+    if (!revisions.repo && (revisions.base || revisions.head || revisions.directory)) {
+        fputs("rolld plan: --base, --head and --dir go with --repo PATH\n", stderr);
+        return 2;
+    }
+    if (revisions.repo && !revisions.head)
+        revisions.head = "HEAD";
     struct diag diag = DIAG_INIT;
     struct policy_set policies = {0};
     int status = 2;
@@ -805,9 +960,13 @@ int cli_plan(int argc, char **argv)
         static char buffer[1 << 16];
         if (!isatty(STDOUT_FILENO))
             setvbuf(stdout, buffer, _IOFBF, sizeof(buffer));
-        status = plan_streaming(argv[optind], against, &policies, format, stdout);
-        if (status == -EAGAIN)
-            status = plan_in_memory(argv[optind], against, &policies, format, stdout);
+        if (revisions.repo) {
+            status = plan_revisions(&revisions, &policies, format, stdout);
+        } else {
+            status = plan_streaming(argv[optind], against, &policies, format, stdout);
+            if (status == -EAGAIN)
+                status = plan_in_memory(argv[optind], against, &policies, format, stdout);
+        }
         fflush(stdout);
     }
     policy_set_clear(&policies);
