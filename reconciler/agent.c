@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent_git.h"
 #include "autoscale.h"
 #include "capacity.h"
 #include "cli.h"
@@ -24,8 +25,10 @@
 #include "plan_set.h"
 #include "router/haproxy.h"
 #include "source_dir.h"
+#include "spec_store.h"
 #include "state.h"
 #include "status.h"
+#include "status_doc.h"
 
 #define MAX_STEPS_PER_PASS 32
 
@@ -44,6 +47,14 @@ struct managed {
     struct service_spec *specs[2]; /* typed view of each side's doc */
     json_t *spec_docs[2];          /* the docs specs[] were made from */
     char *status_text;             /* last status written */
+    json_t *status_doc;            /* and its document, for the status branch */
+    char stored[2][17];            /* versions whose spec text is in the spec store */
+    char *revert_branch;           /* pushed after the last rollback, or NULL */
+    /* rolld rollback --to: run this kept version instead of what the source
+     * asks for, until the source asks for something else than override_for */
+    struct service_spec *override;
+    char override_for[17];
+    const char *refused;           /* why the head commit is not deployed for it, or NULL */
 };
 
 struct agent {
@@ -51,6 +62,12 @@ struct agent {
     sd_event *event;
     sd_event_source *debounce, *wake, *reconcile_soon, *control, *autoscale;
     struct snapshot snapshot;
+    struct snapshot trusted; /* Git: the last trusted commit's, when the head is not */
+    struct agent_git *git;   /* NULL for a directory source */
+    sd_event_source *publish;
+    char **gone;             /* services deleted since the last status publish */
+    size_t gone_count;
+    bool publish_pending;
     struct policy_set policies;
     struct managed *services;
     size_t count;
@@ -109,6 +126,9 @@ static void managed_clear(struct managed *m)
         json_decref(m->spec_docs[i]);
     }
     free(m->status_text);
+    json_decref(m->status_doc);
+    free(m->revert_branch);
+    spec_free(m->override);
     free(m->scale);
     service_state_free(m->state);
 }
@@ -212,6 +232,12 @@ static int save_state(struct agent *a)
                                      m->scale[k].deployment, "replicas", m->scale[k].st.replicas));
             json_object_set_new(doc, "autoscale", scale);
         }
+        if (m->revert_branch)
+            json_object_set_new(doc, "revert_branch", json_string(m->revert_branch));
+        if (m->override)
+            json_object_set_new(doc, "override", json_pack("{s:s, s:s}", "version",
+                                                            m->override->version, "for",
+                                                            m->override_for));
         json_object_set_new(services, m->state->name, doc);
     }
     json_t *doc = json_pack("{s:i, s:o, s:o}", "format", 1, "services", services, "replicas",
@@ -307,6 +333,161 @@ static void apply_router(struct agent *a)
 
 /* ---- status ---- */
 
+/* What the status document says beyond the rollout state: the agent, the
+ * source commit and its troubles, the approval gate, the revert branch. */
+static void decorate_status(struct agent *a, struct managed *m, json_t *doc)
+{
+    json_object_set_new(doc, "agent", json_string(a->options->name));
+    if (a->git) {
+        const struct agent_git_info *info = agent_git_info(a->git);
+        json_t *source = json_pack("{s:s, s:s, s:s}", "kind", "git", "branch",
+                                   a->options->git_branch, "commit", info->commit);
+        if (info->fetched_ms) {
+            char when[32];
+            time_t seconds = (time_t)(info->fetched_ms / 1000);
+            struct tm tm;
+            gmtime_r(&seconds, &tm);
+            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+            json_object_set_new(source, "fetched", json_string(when));
+        }
+        if (info->fetch_error[0])
+            json_object_set_new(source, "fetch_error", json_string(info->fetch_error));
+        if (info->rewritten_from[0])
+            json_object_set_new(source, "history_rewritten",
+                                json_sprintf("the branch was rewritten (force push): %.12s is "
+                                             "not an ancestor of %.12s",
+                                             info->rewritten_from, info->commit));
+        if (m->refused)
+            json_object_set_new(source, "refused_commit",
+                                json_pack("{s:s, s:s}", "commit", info->commit, "reason",
+                                          m->refused));
+        json_object_set_new(doc, "source", source);
+    }
+    if (m->override)
+        json_object_set_new(doc, "override",
+                            json_sprintf("rolld rollback --to %s: runs the kept spec of %s until "
+                                         "the source asks for a version other than %s",
+                                         m->override->version, m->override->version,
+                                         m->override_for[0] ? m->override_for : "none"));
+    if (m->revert_branch)
+        json_object_set_new(doc, "revert_branch", json_string(m->revert_branch));
+    json_t *rollout = json_object_get(doc, "rollout");
+    if (rollout && m->state->canary >= 0) {
+        const struct policy *policy = policy_for(a, m->specs[m->state->canary]);
+        if (policy && policy->approval_percent >= 0) {
+            int holding = rollout_gate_holding(m->state, policy);
+            const char *name =
+                json_string_value(json_object_get(m->state->sides[m->state->canary].doc,
+                                                  "version_name"));
+            json_object_set_new(
+                rollout, "gate",
+                json_pack("{s:i, s:b, s:s+}", "percent", policy->approval_percent, "released",
+                          holding < 0, "release",
+                          holding < 0 ? "released by a commit that raised canary_percent"
+                                      : "held until a later commit raises rollout.canary_percent "
+                                        "above the gate for ",
+                          holding < 0 ? "" : (name ? name : m->state->sides[m->state->canary].version)));
+        }
+    }
+}
+
+#define PUBLISH_DELAY_MS 200
+
+static void schedule_publish(struct agent *a)
+{
+    if (!a->git || !agent_git_status_enabled(a->git) || a->publish_pending)
+        return;
+    a->publish_pending = true;
+    uint64_t now;
+    sd_event_now(a->event, CLOCK_MONOTONIC, &now);
+    sd_event_source_set_time(a->publish, now + PUBLISH_DELAY_MS * 1000ULL);
+    sd_event_source_set_enabled(a->publish, SD_EVENT_ONESHOT);
+}
+
+static int compare_docs(const void *x, const void *y)
+{
+    const json_t *const *a = x, *const *b = y;
+    return strcmp(json_string_value(json_object_get(*a, "service")),
+                  json_string_value(json_object_get(*b, "service")));
+}
+
+/* Commits every service's status document and STATUS.md to the status
+ * branch; status_git makes no commit when nothing changed. */
+static int on_publish(sd_event_source *source, uint64_t usec, void *userdata)
+{
+    struct agent *a = userdata;
+    a->publish_pending = false;
+    size_t n = 0, slots = a->count + a->gone_count + 1;
+    struct status_file *files = calloc(a->count + a->gone_count + 1, sizeof(*files));
+    char **texts = calloc(a->count + 1, sizeof(*texts));
+    char **paths = calloc(a->count + a->gone_count + 1, sizeof(*paths));
+    const json_t **docs = calloc(a->count + 1, sizeof(*docs));
+    size_t ndocs = 0;
+    if (!files || !texts || !paths || !docs)
+        goto out;
+    for (size_t i = 0; i < a->count; i++) {
+        struct managed *m = &a->services[i];
+        if (!m->status_doc)
+            continue;
+        /* the document without its timestamp: a commit only for a real change */
+        json_t *stable = json_deep_copy(m->status_doc);
+        json_object_del(stable, "updated");
+        size_t length = 0;
+        FILE *f = open_memstream(&texts[n], &length);
+        if (f) {
+            status_write_yaml(stable, f);
+            fclose(f);
+        }
+        docs[ndocs++] = stable; /* STATUS.md too changes only with the documents */
+        if (asprintf(&paths[n], "status/%s.yaml", m->state->name) < 0 || !texts[n])
+            continue;
+        files[n] = (struct status_file){paths[n], texts[n], length};
+        n++;
+    }
+    size_t own = n;
+    for (size_t i = 0; i < a->gone_count; i++) {
+        if (asprintf(&paths[n], "status/%s.yaml", a->gone[i]) < 0)
+            continue;
+        files[n++] = (struct status_file){paths[n - 1], NULL, 0};
+    }
+    qsort(docs, ndocs, sizeof(*docs), compare_docs);
+    char *markdown = status_markdown((const json_t *const *)docs, ndocs, a->options->name, NULL);
+    struct status_file *all = realloc(files, (n + 1) * sizeof(*files));
+    if (all && markdown) {
+        files = all;
+        files[n++] = (struct status_file){"STATUS.md", markdown, strlen(markdown)};
+    }
+    char message[512], commit[GIT_OID_TEXT];
+    snprintf(message, sizeof(message), "rolld status from %s: %zu services", a->options->name,
+             own);
+    if (agent_git_publish_status(a->git, files, n, message, commit) < 0) {
+        /* try again later: the resync pass calls write_status, which does not
+         * see a change; so schedule here */
+        a->publish_pending = true;
+        uint64_t now;
+        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
+        sd_event_source_set_time(a->publish, now + 5000000ULL);
+        sd_event_source_set_enabled(a->publish, SD_EVENT_ONESHOT);
+    } else {
+        for (size_t i = 0; i < a->gone_count; i++)
+            free(a->gone[i]);
+        a->gone_count = 0;
+    }
+    free(markdown);
+out:
+    for (size_t i = 0; i < slots && paths; i++)
+        free(paths[i]);
+    for (size_t i = 0; i < a->count + 1 && texts; i++)
+        free(texts[i]);
+    for (size_t i = 0; i < ndocs; i++)
+        json_decref((json_t *)docs[i]);
+    free(paths);
+    free(texts);
+    free(files);
+    free(docs);
+    return 0;
+}
+
 static void write_status(struct agent *a, struct managed *m, const char *invalid_error)
 {
     struct status_side_view views[2] = {{0}};
@@ -331,6 +512,7 @@ static void write_status(struct agent *a, struct managed *m, const char *invalid
         }
     }
     json_t *doc = status_document(m->state, views, invalid_error, wall_ms());
+    decorate_status(a, m, doc);
     /* compare without the timestamp so an unchanged service is not rewritten */
     json_t *stable = json_deep_copy(doc);
     json_object_del(stable, "updated");
@@ -343,6 +525,9 @@ static void write_status(struct agent *a, struct managed *m, const char *invalid
     }
     free(m->status_text);
     m->status_text = text;
+    json_decref(m->status_doc);
+    m->status_doc = json_incref(doc);
+    schedule_publish(a);
     char path[4200], tmp[4300];
     snprintf(path, sizeof(path), "%s/%s.yaml", a->status_dir, m->state->name);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -360,6 +545,16 @@ static void remove_status(struct agent *a, const char *name)
     char path[4200];
     snprintf(path, sizeof(path), "%s/%s.yaml", a->status_dir, name);
     unlink(path);
+    if (a->git && agent_git_status_enabled(a->git)) {
+        char **grown = realloc(a->gone, (a->gone_count + 1) * sizeof(*grown));
+        if (grown && (grown[a->gone_count] = strdup(name))) {
+            a->gone = grown;
+            a->gone_count++;
+        } else if (grown) {
+            a->gone = grown;
+        }
+        schedule_publish(a);
+    }
 }
 
 /* ---- reconcile ---- */
@@ -421,12 +616,153 @@ static bool available_for(struct agent *a, const struct managed *self, struct re
     return true;
 }
 
+/* ---- what each service is asked to run ---- */
+
+static bool requires_signature(struct agent *a, const struct service_spec *spec)
+{
+    const struct policy *policy = spec ? policy_for(a, spec) : NULL;
+    return policy && policy->require_signed_commits;
+}
+
+/* The entry a service follows: the head commit's, or under a signed-commit
+ * policy with an untrusted head, the last trusted commit's, or what runs
+ * now when no trusted commit has the service; or a version the operator
+ * rolled back to. *commit: the commit it comes from (NULL: a directory). */
+static const struct spec_entry *desired_entry(struct agent *a, struct managed *m,
+                                              const char *name, struct spec_entry *scratch,
+                                              const char **commit)
+{
+    const struct spec_entry *entry = snapshot_find(&a->snapshot, name);
+    *commit = NULL;
+    if (m)
+        m->refused = NULL;
+    if (a->git) {
+        const struct agent_git_info *info = agent_git_info(a->git);
+        *commit = info->commit;
+        const struct service_spec *running =
+            m && m->state->primary >= 0 ? m->specs[m->state->primary] : m ? m->specs[0] : NULL;
+        /* a policy change in an untrusted commit must not lift the requirement:
+         * the running version's policy counts too */
+        if (!info->head_trusted &&
+            (requires_signature(a, entry ? entry->spec : NULL) || requires_signature(a, running))) {
+            if (m)
+                m->refused = info->head_refusal;
+            const struct spec_entry *trusted = snapshot_find(&a->trusted, name);
+            if (trusted) {
+                *commit = info->trusted_commit;
+                entry = trusted;
+            } else if (running) {
+                /* no trusted commit has it: keep what runs */
+                memset(scratch, 0, sizeof(*scratch));
+                scratch->name = (char *)name;
+                scratch->file = m->state->sides[m->state->primary >= 0 ? m->state->primary : 0].file;
+                scratch->spec = (struct service_spec *)running;
+                *commit = NULL;
+                entry = scratch;
+            } else {
+                return NULL; /* not created from an untrusted commit */
+            }
+        }
+    }
+    if (m && m->override) {
+        const char *asked = entry && entry->spec ? entry->spec->version : "";
+        if (strcmp(asked, m->override_for) != 0) {
+            log_line("%s: the source asks for a new version; the rollback to %s ends", name,
+                     m->override->version);
+            spec_free(m->override);
+            m->override = NULL;
+            a->dirty = true;
+        } else {
+            memset(scratch, 0, sizeof(*scratch));
+            scratch->name = (char *)name;
+            scratch->file = m->override->file;
+            scratch->spec = m->override;
+            *commit = NULL;
+            entry = scratch;
+        }
+    }
+    return entry;
+}
+
+/* Each side records the commit its version first came from, and the
+ * version's spec text goes to the spec store (last known good). */
+static void record_versions(struct agent *a, struct managed *m, const struct spec_entry *entry,
+                            const char *commit)
+{
+    if (!entry || !entry->spec)
+        return;
+    for (int side = 0; side < 2; side++) {
+        struct side_state *st = &m->state->sides[side];
+        if (!st->used || strcmp(st->version, entry->spec->version) != 0)
+            continue;
+        if (commit && commit[0] && !st->commit[0]) {
+            snprintf(st->commit, sizeof(st->commit), "%s", commit);
+            a->dirty = true;
+        }
+        if (!strcmp(m->stored[side], st->version))
+            continue;
+        memcpy(m->stored[side], st->version, sizeof(m->stored[side]));
+        if (entry->spec == m->override)
+            continue; /* it came from the store */
+        char *text = NULL;
+        size_t length = 0;
+        int r = a->git && commit ? agent_git_read_file(a->git, commit, entry->file, &text, &length)
+                                 : source_read_file(entry->file, 1 << 20, &text, &length);
+        if (r >= 0)
+            r = spec_store_put(a->options->state_dir, m->state->name, st->version, text, length);
+        if (r < 0)
+            log_line("%s: cannot keep the spec of %s: %s", m->state->name, st->version,
+                     strerror(-r));
+        free(text);
+    }
+}
+
+/* After a rollback the source still asks for the rejected version: push a
+ * branch that puts the primary's spec back, for a person to merge. */
+static void push_revert(struct agent *a, struct managed *m, const struct spec_entry *entry)
+{
+    if (!a->git || !a->options->revert_branches || !entry || !entry->spec ||
+        m->state->primary < 0 || entry->spec == m->override)
+        return;
+    const struct side_state *primary = &m->state->sides[m->state->primary];
+    char *text = NULL;
+    size_t length = 0;
+    if (spec_store_get(a->options->state_dir, m->state->name, primary->version, &text, &length) <
+        0) {
+        log_line("%s: no kept spec of %s: no revert branch", m->state->name, primary->version);
+        return;
+    }
+    const char *why = "";
+    for (size_t i = json_array_size(m->state->history); i-- > 0;) {
+        json_t *item = json_array_get(m->state->history, i);
+        if (!strcmp(json_string_value(json_object_get(item, "event")) ?: "", "rollback_started")) {
+            why = json_string_value(json_object_get(item, "detail")) ?: "";
+            break;
+        }
+    }
+    const char *name = json_string_value(json_object_get(primary->doc, "version_name"));
+    char message[1024], branch[300];
+    snprintf(message, sizeof(message),
+             "Revert %s to %s\n\nrolld rolled back %s: %s\nMerging this brings the spec back in "
+             "line with what runs.\n",
+             m->state->name, name ? name : primary->version, entry->spec->version, why);
+    if (agent_git_push_revert(a->git, m->state->name, entry->file, text, length, message, branch,
+                              sizeof(branch)) == 0) {
+        free(m->revert_branch);
+        m->revert_branch = strdup(branch);
+        a->dirty = true;
+    }
+    free(text);
+}
+
 /* Runs the transition function for one service until it settles. */
 static long long reconcile_service(struct agent *a, struct managed *m,
-                                   const struct spec_entry *entry, enum rollout_command command,
+                                   const struct spec_entry *entry, const char *commit,
+                                   enum rollout_command command,
                                    struct rollout_result *command_result)
 {
     char error[1024];
+    enum service_phase start_phase = m->state->phase;
     struct rollout_input in = {0};
     in.rollback_surge = a->command_surge;
     in.desired = entry ? entry->spec : NULL;
@@ -473,6 +809,11 @@ static long long reconcile_service(struct agent *a, struct managed *m,
      * wave of an in-place update may start), so they are synced every pass */
     if (in.policy && !m->state->removed)
         sync_compute(a, m, in.policy);
+    if (!m->state->removed) {
+        record_versions(a, m, entry, commit);
+        if (m->state->phase == PHASE_ROLLED_BACK && start_phase != PHASE_ROLLED_BACK)
+            push_revert(a, m, entry);
+    }
     return wake_at;
 }
 
@@ -491,9 +832,10 @@ static void schedule_wake(struct agent *a, long long at)
 
 static void reload_snapshot(struct agent *a)
 {
-    struct snapshot next;
+    struct snapshot next, trusted = {0};
     struct diag diag = DIAG_INIT;
-    if (source_dir_load(a->options->source_path, &next, &diag) < 0) {
+    if (a->git ? agent_git_snapshots(a->git, &next, &trusted, &diag) < 0
+               : source_dir_load(a->options->source_path, &next, &diag) < 0) {
         /* keep the last good snapshot: an unreadable source changes nothing */
         if (diag.count)
             log_line("%s: %s", diag.entries[0].file, diag.entries[0].message);
@@ -509,6 +851,8 @@ static void reload_snapshot(struct agent *a)
         }
     snapshot_clear(&a->snapshot);
     a->snapshot = next;
+    snapshot_clear(&a->trusted);
+    a->trusted = trusted;
 }
 
 static struct rollout_result reconcile(struct agent *a, const char *command_service,
@@ -520,9 +864,14 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
         a->snapshot_stale = false;
     }
     /* new services */
+    struct spec_entry scratch;
+    const char *commit;
     for (size_t i = 0; i < a->snapshot.count; i++) {
         const struct spec_entry *entry = &a->snapshot.entries[i];
-        if (!entry->spec || find_managed(a, entry->name))
+        if (!entry->spec || !entry->name || find_managed(a, entry->name))
+            continue;
+        if (entry != snapshot_find(&a->snapshot, entry->name) ||
+            !desired_entry(a, NULL, entry->name, &scratch, &commit))
             continue;
         struct service_state *state = service_state_new(entry->name);
         if (state && !add_managed(a, state))
@@ -531,9 +880,9 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
     long long wake_at = 0;
     for (size_t i = 0; i < a->count; i++) {
         struct managed *m = &a->services[i];
-        const struct spec_entry *entry = snapshot_find(&a->snapshot, m->state->name);
+        const struct spec_entry *entry = desired_entry(a, m, m->state->name, &scratch, &commit);
         bool targeted = command_service && !strcmp(command_service, m->state->name);
-        long long at = reconcile_service(a, m, entry, targeted ? command : COMMAND_NONE,
+        long long at = reconcile_service(a, m, entry, commit, targeted ? command : COMMAND_NONE,
                                          targeted ? &command_result : NULL);
         if (at && (!wake_at || at < wake_at))
             wake_at = at;
@@ -549,14 +898,15 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
         if (m->state->removed)
             continue;
         char error[1024];
-        write_status(a, m, first_error(snapshot_find(&a->snapshot, m->state->name), error,
-                                       sizeof(error)));
+        write_status(a, m, first_error(desired_entry(a, m, m->state->name, &scratch, &commit),
+                                       error, sizeof(error)));
     }
     /* forget services whose deletion finished */
     size_t kept = 0;
     for (size_t i = 0; i < a->count; i++) {
         if (a->services[i].state->removed) {
             remove_status(a, a->services[i].state->name);
+            spec_store_remove(a->options->state_dir, a->services[i].state->name);
             managed_clear(&a->services[i]);
             a->dirty = true;
         } else {
@@ -699,6 +1049,13 @@ static int on_source_change(sd_event_source *source, const struct inotify_event 
     return 0;
 }
 
+static void on_git_changed(void *userdata)
+{
+    struct agent *a = userdata;
+    a->snapshot_stale = true;
+    request_reconcile(a);
+}
+
 static bool endpoint_idle(void *userdata, const char *service, int port)
 {
     struct agent *a = userdata;
@@ -709,6 +1066,8 @@ static int on_signal(sd_event_source *source, const struct signalfd_siginfo *si,
 {
     struct agent *a = userdata;
     if (si->ssi_signo == SIGHUP) {
+        if (a->git)
+            agent_git_fetch_now(a->git);
         a->snapshot_stale = true;
         request_reconcile(a);
         return 0;
@@ -718,6 +1077,67 @@ static int on_signal(sd_event_source *source, const struct signalfd_siginfo *si,
 }
 
 /* ---- control socket: one JSON request per connection ---- */
+
+/* The spec of a kept version, checked to be that version. */
+static struct service_spec *kept_spec(struct agent *a, const char *service, const char *version,
+                                      char *message, size_t size)
+{
+    char *text = NULL, file[4200];
+    size_t length = 0;
+    snprintf(file, sizeof(file), "%s/specs/%s/%s.yaml", a->options->state_dir, service, version);
+    /* a version id, or a version_name of a kept version */
+    char found[17] = "";
+    if (spec_store_get(a->options->state_dir, service, version, &text, &length) < 0 &&
+        spec_store_find_name(a->options->state_dir, service, version, found) == 0) {
+        version = found;
+        snprintf(file, sizeof(file), "%s/specs/%s/%s.yaml", a->options->state_dir, service,
+                 version);
+        spec_store_get(a->options->state_dir, service, version, &text, &length);
+    }
+    if (!text) {
+        snprintf(message, size, "no kept spec of version %s of %s (see %s/specs/%s/)", version,
+                 service, a->options->state_dir, service);
+        return NULL;
+    }
+    struct diag diag = DIAG_INIT;
+    struct service_spec *spec = spec_parse(text, length, file, &diag);
+    free(text);
+    diag_clear(&diag);
+    if (!spec || strcmp(spec->version, version) != 0) {
+        snprintf(message, size, "the kept spec %s does not parse to version %s", file, version);
+        spec_free(spec);
+        return NULL;
+    }
+    return spec;
+}
+
+/* rolld rollback SERVICE --to VERSION: run a kept version, whatever the
+ * source says, until the source asks for a different version. */
+static bool rollback_to(struct agent *a, const char *service, const char *version, char *message,
+                        size_t size)
+{
+    struct managed *m = find_managed(a, service);
+    if (!m) {
+        snprintf(message, size, "no such service");
+        return false;
+    }
+    struct service_spec *spec = kept_spec(a, service, version, message, size);
+    if (!spec)
+        return false;
+    struct spec_entry scratch;
+    const char *commit;
+    spec_free(m->override);
+    m->override = NULL;
+    const struct spec_entry *entry = desired_entry(a, m, service, &scratch, &commit);
+    snprintf(m->override_for, sizeof(m->override_for), "%s",
+             entry && entry->spec ? entry->spec->version : "");
+    m->override = spec;
+    a->dirty = true;
+    snprintf(message, size, "%s goes back to %s until the source asks for a version other than %s",
+             service, version, m->override_for[0] ? m->override_for : "none");
+    log_line("%s", message);
+    return true;
+}
 
 static int on_control(sd_event_source *source, int fd, uint32_t revents, void *userdata)
 {
@@ -738,10 +1158,23 @@ static int on_control(sd_event_source *source, int fd, uint32_t revents, void *u
     json_t *request = json_loads(buf, 0, NULL);
     const char *command = json_string_value(json_object_get(request, "command"));
     const char *service = json_string_value(json_object_get(request, "service"));
+    const char *to = json_string_value(json_object_get(request, "to"));
     if (command && !strcmp(command, "sync")) {
+        if (a->git)
+            agent_git_fetch_now(a->git);
         a->snapshot_stale = true;
         reconcile(a, NULL, COMMAND_NONE);
-        reply = json_pack("{s:b, s:s}", "ok", 1, "message", "source read again");
+        reply = json_pack("{s:b, s:s}", "ok", 1, "message",
+                          a->git ? "fetched and read again" : "source read again");
+    } else if (command && service && to && !strcmp(command, "rollback")) {
+        char message[512];
+        bool ok = rollback_to(a, service, to, message, sizeof(message));
+        if (ok) {
+            a->snapshot_stale = true;
+            reconcile(a, NULL, COMMAND_NONE);
+            request_reconcile(a);
+        }
+        reply = json_pack("{s:b, s:s}", "ok", ok, "message", message);
     } else if (command && service && (!strcmp(command, "rollback") || !strcmp(command, "retry"))) {
         a->snapshot_stale = true;
         enum rollout_command c = !strcmp(command, "rollback") ? COMMAND_ROLLBACK : COMMAND_RETRY;
@@ -834,6 +1267,18 @@ static int load_state(struct agent *a, json_t **replicas)
                      json_string_value(json_object_get(item, "deployment")) ?: "");
             e->st.replicas = (int)json_integer_value(json_object_get(item, "replicas"));
         }
+        const char *revert = json_string_value(json_object_get(value, "revert_branch"));
+        m->revert_branch = revert ? strdup(revert) : NULL;
+        json_t *override = json_object_get(value, "override");
+        const char *version = json_string_value(json_object_get(override, "version"));
+        if (version) {
+            char message[512];
+            m->override = kept_spec(a, name, version, message, sizeof(message));
+            snprintf(m->override_for, sizeof(m->override_for), "%s",
+                     json_string_value(json_object_get(override, "for")) ?: "");
+            if (!m->override)
+                log_line("%s: %s; the rollback to %s is forgotten", name, message, version);
+        }
     }
     json_decref(doc);
     return 0;
@@ -925,13 +1370,20 @@ int agent_run(const struct agent_config *given)
     sd_event_source_set_enabled(a->debounce, SD_EVENT_OFF);
     sd_event_add_time(a->event, &a->wake, CLOCK_REALTIME, UINT64_MAX, 1000, on_wake, a);
     sd_event_source_set_enabled(a->wake, SD_EVENT_OFF);
-    r = sd_event_add_inotify(a->event, NULL, options->source_path,
-                             IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
-                                 IN_ATTRIB,
-                             on_source_change, a);
-    if (r < 0) {
-        log_line("cannot watch %s: %s", options->source_path, strerror(-r));
-        return 1;
+    sd_event_add_time(a->event, &a->publish, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_publish, a);
+    sd_event_source_set_enabled(a->publish, SD_EVENT_OFF);
+    if (options->source_kind == SOURCE_GIT) {
+        if (agent_git_open(options, a->event, on_git_changed, a, &a->git) < 0)
+            return 1;
+    } else {
+        r = sd_event_add_inotify(a->event, NULL, options->source_path,
+                                 IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+                                     IN_CREATE | IN_ATTRIB,
+                                 on_source_change, a);
+        if (r < 0) {
+            log_line("cannot watch %s: %s", options->source_path, strerror(-r));
+            return 1;
+        }
     }
     if ((r = open_control_socket(a)) < 0) {
         log_line("cannot open %s: %s", a->control_path, strerror(-r));
@@ -939,16 +1391,24 @@ int agent_run(const struct agent_config *given)
     }
     a->snapshot_stale = true;
     reconcile(a, NULL, COMMAND_NONE);
-    log_line("running: %zu services from %s, state in %s", a->count, options->source_path,
-             options->state_dir);
+    log_line("running: %zu services from %s, state in %s", a->count,
+             a->git ? options->git_url : options->source_path, options->state_dir);
     r = sd_event_loop(a->event);
 
     save_state(a);
+    if (a->publish_pending)
+        on_publish(a->publish, 0, a); /* the last word goes to the status branch too */
     unlink(a->control_path);
     for (size_t i = 0; i < a->count; i++)
         managed_clear(&a->services[i]);
     free(a->services);
     snapshot_clear(&a->snapshot);
+    snapshot_clear(&a->trusted);
+    agent_git_free(a->git);
+    for (size_t i = 0; i < a->gone_count; i++)
+        free(a->gone[i]);
+    free(a->gone);
+    sd_event_source_disable_unref(a->publish);
     policy_set_clear(&a->policies);
     a->compute.free(a->compute.instance);
     a->router.free(a->router.instance);

@@ -40,6 +40,7 @@ static const char usage[] =
     "usage: rolld run [--config FILE] [--source DIR | --git URL [--branch B] [--dir D]]\n"
     "                 [--state-dir DIR] [--policies DIR] [--haproxy PATH] [--pin-header NAME]\n"
     "                 [--port-range LOW-HIGH] [--debounce-ms N] [--fetch-interval SECONDS]\n"
+    "                 [--no-watch]\n"
     "                 [--status-branch B | --no-status-git] [--name NAME]\n"
     "                 [--cpus N] [--memory BYTES|NMi|NGi] [--gpus 0,1,...] [--check]\n"
     "The config file (default " CONFIG_DEFAULT_PATH " when neither --config nor a source\n"
@@ -56,6 +57,7 @@ int cli_run(int argc, char **argv)
         {"fetch-interval", required_argument, NULL, 'F'},
         {"status-branch", required_argument, NULL, 'S'},
         {"no-status-git", no_argument, NULL, 'N'},
+        {"no-watch", no_argument, NULL, 'W'},
         {"name", required_argument, NULL, 'n'},
         {"state-dir", required_argument, NULL, 'd'},
         {"policies", required_argument, NULL, 'p'},
@@ -129,6 +131,9 @@ int cli_run(int argc, char **argv)
             set_text(&config.status_branch, optarg);
             config.status_git = true;
             status_git_set = true;
+            break;
+        case 'W':
+            config.git_watch = false;
             break;
         case 'N':
             config.status_git = false;

@@ -175,16 +175,20 @@ int cli_control(int argc, char **argv)
     static const struct option options[] = {
         {"state-dir", required_argument, NULL, 'd'},
         {"max-surge-percent", required_argument, NULL, 's'},
+        {"to", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
     const char *command = argv[0];
     const char *state_dir = default_state_dir();
     int surge = 0;
+    const char *to = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:s:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:s:t:", options, NULL)) != -1) {
         if (c == 'd') {
             state_dir = optarg;
+        } else if (c == 't' && !strcmp(command, "rollback")) {
+            to = optarg;
         } else if (c == 's' && !strcmp(command, "rollback")) {
             surge = atoi(optarg);
             if (surge < 1 || surge > 100) {
@@ -197,7 +201,8 @@ int cli_control(int argc, char **argv)
     }
     bool needs_service = strcmp(command, "sync") != 0;
     if (needs_service && optind != argc - 1) {
-        fprintf(stderr, "usage: rolld %s SERVICE [--state-dir DIR]\n", command);
+        fprintf(stderr, "usage: rolld %s SERVICE [--state-dir DIR]%s\n", command,
+                !strcmp(command, "rollback") ? " [--max-surge-percent S | --to VERSION]" : "");
         return 2;
     }
     json_t *request = json_pack("{s:s}", "command", command);
@@ -205,6 +210,8 @@ int cli_control(int argc, char **argv)
         json_object_set_new(request, "service", json_string(argv[optind]));
     if (surge)
         json_object_set_new(request, "max_surge_percent", json_integer(surge));
+    if (to)
+        json_object_set_new(request, "to", json_string(to));
     char *text = json_dumps(request, JSON_COMPACT);
     json_decref(request);
 

@@ -19,6 +19,7 @@ static const struct field_schema git_fields[] = {
     {"branch", FIELD_STRING, 0, 0, NULL, NULL, false, "\"main\""},
     {"directory", FIELD_STRING, 0, 0, NULL, NULL, false, "\"\""},
     {"fetch_interval", FIELD_DURATION, 1, 86400, NULL, NULL, false, "30"},
+    {"watch", FIELD_BOOL, 0, 0, NULL, NULL, false, "true"},
     {"ssh_key", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
     {"token_file", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
     {"username", FIELD_STRING, 0, 0, NULL, NULL, false, NULL},
@@ -206,6 +207,7 @@ void config_init(struct agent_config *c)
 {
     memset(c, 0, sizeof(*c));
     c->fetch_interval_s = 30;
+    c->git_watch = true;
     c->debounce_ms = 30;
     c->revert_branches = true;
     c->port_min = 20000;
@@ -319,6 +321,7 @@ int config_parse(const char *text, size_t length, const char *file, struct agent
         c->git_branch = text_of(git, "branch");
         c->git_directory = text_of(git, "directory");
         c->fetch_interval_s = json_integer_value(json_object_get(git, "fetch_interval"));
+        c->git_watch = !json_is_false(json_object_get(git, "watch"));
         c->ssh_key = config_path(file, json_string_value(json_object_get(git, "ssh_key")));
         c->token_file = config_path(file, json_string_value(json_object_get(git, "token_file")));
         c->git_username = text_of(git, "username");

@@ -34,6 +34,7 @@ struct agent_config {
     char *git_branch;    /* "main" */
     char *git_directory; /* inside the repository; "" = the root */
     long long fetch_interval_s; /* 30 */
+    bool git_watch;             /* fetch at once when a local origin's refs move (true) */
     char *ssh_key, *token_file, *git_username;
     int debounce_ms; /* 30 */
 

@@ -49,10 +49,13 @@ static json_t *side_json(const struct service_state *s, int side,
     int share = side == s->canary ? s->traffic : (s->canary >= 0 ? 100 - s->traffic : 100);
     if (s->primary < 0)
         share = 0;
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:o}", "version", st->version,
-                     "version_name", name ? name : st->version, "spec_file",
-                     st->file ? st->file : "", "state", version_state(s, side, view), "capacity",
-                     st->capacity, "traffic", share, "replicas", replicas);
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:o}", "version", st->version,
+                            "version_name", name ? name : st->version, "spec_file",
+                            st->file ? st->file : "", "state", version_state(s, side, view),
+                            "capacity", st->capacity, "traffic", share, "replicas", replicas);
+    if (doc && st->commit[0])
+        json_object_set_new(doc, "commit", json_string(st->commit));
+    return doc;
 }
 
 json_t *status_document(const struct service_state *s, const struct status_side_view views[2],

@@ -669,13 +669,17 @@ static json_t *launch_for(struct backend *b, const struct service_spec *spec,
     json_object_set_new(env, "ROLLD_SIDE", json_string(side ? "1" : "0"));
     json_object_set_new(env, "ROLLD_INGRESS", json_string(app->ingress ? app->ingress : d->name));
 
+    /* a relative working_dir is taken from the spec file's directory; a spec
+     * read from a Git commit has no directory on this host (its file is a
+     * path in the repository), so there it is taken from the state dir */
     char *dir = spec_dir(spec);
     const char *working = json_string_value(json_object_get(entry, "working_dir"));
+    const char *base = dir && dir[0] == '/' ? dir : b->state_dir;
     char cwd[4096];
     if (working && working[0] == '/')
         snprintf(cwd, sizeof(cwd), "%s", working);
     else
-        snprintf(cwd, sizeof(cwd), "%s/%s", dir ? dir : ".", working ? working : "");
+        snprintf(cwd, sizeof(cwd), "%s/%s", base, working ? working : "");
     free(dir);
     char log[4096];
     snprintf(log, sizeof(log), "%s/logs/%s.%s.%s.%d.log", b->state_dir, spec->name, app->name,

@@ -1,0 +1,357 @@
+#include "agent_git.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "signature.h"
+
+#define BACKOFF_MAX_S 300
+#define WATCH_DEBOUNCE_MS 20
+
+struct agent_git {
+    const struct agent_config *config;
+    sd_event *event;
+    agent_git_changed_fn changed;
+    void *userdata;
+    struct git_source *source;
+    struct status_git *status;
+    sd_event_source *fetch_timer, *watch_dir, *watch_heads, *watch_debounce;
+    struct agent_git_info info;
+    char trusted_path[PATH_MAX];
+    char watch_heads_path[PATH_MAX];
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void log_git(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_git(const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    fputs("rolld: git: ", stderr);
+    vfprintf(stderr, fmt, args);
+    fputc('\n', stderr);
+    va_end(args);
+}
+
+static bool signing_configured(const struct agent_config *c)
+{
+    return c->allowed_signers || c->gpg_keyring;
+}
+
+/* Checks the head's signature and remembers the last trusted commit. */
+static void check_head(struct agent_git *g)
+{
+    struct agent_git_info *info = &g->info;
+    info->head_trusted = false;
+    info->head_refusal[0] = 0;
+    if (!info->commit[0])
+        return;
+    char *signature = NULL, *payload = NULL;
+    size_t signature_length = 0, payload_length = 0;
+    int r = git_source_commit_signature(g->source, info->commit, &signature, &signature_length,
+                                        &payload, &payload_length);
+    if (r == -ENOENT) {
+        snprintf(info->head_refusal, sizeof(info->head_refusal), "commit %.12s is not signed",
+                 info->commit);
+    } else if (r < 0) {
+        snprintf(info->head_refusal, sizeof(info->head_refusal),
+                 "commit %.12s: cannot read its signature: %s", info->commit, strerror(-r));
+    } else if (!signing_configured(g->config)) {
+        snprintf(info->head_refusal, sizeof(info->head_refusal),
+                 "commit %.12s is signed, but no trusted keys are configured (signing: in "
+                 "rolld.yaml)",
+                 info->commit);
+    } else {
+        struct signature_trust trust = {.allowed_signers = g->config->allowed_signers,
+                                        .gpg_keyring = g->config->gpg_keyring};
+        char signer[256] = "", why[256] = "";
+        r = signature_verify(&trust, signature, signature_length, payload, payload_length, signer,
+                             sizeof(signer), why, sizeof(why));
+        if (r == 0) {
+            info->head_trusted = true;
+        } else {
+            snprintf(info->head_refusal, sizeof(info->head_refusal), "commit %.12s: %s",
+                     info->commit, why[0] ? why : strerror(-r));
+        }
+    }
+    free(signature);
+    free(payload);
+    if (info->head_trusted && strcmp(info->trusted_commit, info->commit) != 0) {
+        memcpy(info->trusted_commit, info->commit, sizeof(info->trusted_commit));
+        FILE *f = fopen(g->trusted_path, "w");
+        if (f) {
+            fprintf(f, "%s\n", info->trusted_commit);
+            fclose(f);
+        }
+    }
+}
+
+static void schedule_fetch(struct agent_git *g)
+{
+    long long seconds = g->config->fetch_interval_s > 0 ? g->config->fetch_interval_s : 30;
+    /* back off while the remote fails: 2x the interval per failure, at most 5 minutes */
+    for (long long i = 0; i < g->info.fetch_failures && seconds < BACKOFF_MAX_S; i++)
+        seconds *= 2;
+    if (g->info.fetch_failures && seconds > BACKOFF_MAX_S)
+        seconds = BACKOFF_MAX_S;
+    uint64_t now;
+    sd_event_now(g->event, CLOCK_MONOTONIC, &now);
+    sd_event_source_set_time(g->fetch_timer, now + (uint64_t)seconds * 1000000ULL);
+    sd_event_source_set_enabled(g->fetch_timer, SD_EVENT_ONESHOT);
+}
+
+/* One fetch; tells the agent when the head moved. */
+static void fetch(struct agent_git *g)
+{
+    struct git_fetch_result result;
+    memset(&result, 0, sizeof(result));
+    int r = git_source_fetch(g->source, &result);
+    struct agent_git_info *info = &g->info;
+    if (r < 0) {
+        bool first = !info->fetch_error[0];
+        snprintf(info->fetch_error, sizeof(info->fetch_error), "%s",
+                 result.error[0] ? result.error : strerror(-r));
+        info->fetch_failures++;
+        if (first)
+            log_git("fetch failed, serving commit %.12s: %s", info->commit, info->fetch_error);
+        if (result.commit[0] && strcmp(result.commit, info->commit) != 0) {
+            memcpy(info->commit, result.commit, sizeof(info->commit));
+            check_head(g);
+            g->changed(g->userdata);
+        } else if (first) {
+            g->changed(g->userdata); /* the status shows the error */
+        }
+        schedule_fetch(g);
+        return;
+    }
+    bool recovered = info->fetch_error[0] != 0;
+    if (recovered)
+        log_git("fetch works again");
+    info->fetch_error[0] = 0;
+    info->fetch_failures = 0;
+    info->fetched_ms = now_ms();
+    info->fetches++;
+    if (result.rewritten) {
+        memcpy(info->rewritten_from, result.previous, sizeof(info->rewritten_from));
+        log_git("branch %s was rewritten: %.12s is not an ancestor of %.12s", g->config->git_branch,
+                result.previous, result.commit);
+    }
+    if (strcmp(result.commit, info->commit) != 0) {
+        memcpy(info->commit, result.commit, sizeof(info->commit));
+        check_head(g);
+        log_git("%s is at %.12s%s%s", g->config->git_branch, info->commit,
+                info->head_trusted || !info->head_refusal[0] ? "" : "; ",
+                info->head_trusted ? "" : info->head_refusal);
+        g->changed(g->userdata);
+    } else if (recovered) {
+        g->changed(g->userdata);
+    }
+    schedule_fetch(g);
+}
+
+static int on_fetch_timer(sd_event_source *source, uint64_t usec, void *userdata)
+{
+    fetch(userdata);
+    return 0;
+}
+
+static int on_watch_debounce(sd_event_source *source, uint64_t usec, void *userdata)
+{
+    fetch(userdata);
+    return 0;
+}
+
+/* The local origin's refs moved: fetch after a short quiet time (a push is
+ * several renames). Only the spec branch's ref and packed-refs count: the
+ * status branch lives under refs/heads/rolld/, which is not watched, so
+ * rolld never reacts to its own status commits. */
+static int on_watch(sd_event_source *source, const struct inotify_event *event, void *userdata)
+{
+    struct agent_git *g = userdata;
+    const char *branch = g->config->git_branch;
+    const char *leaf = strrchr(branch, '/') ? strrchr(branch, '/') + 1 : branch;
+    const char *wanted = source == g->watch_heads ? leaf : "packed-refs";
+    if (event->len && strcmp(event->name, wanted) != 0)
+        return 0;
+    uint64_t now;
+    sd_event_now(g->event, CLOCK_MONOTONIC, &now);
+    sd_event_source_set_time(g->watch_debounce, now + WATCH_DEBOUNCE_MS * 1000ULL);
+    sd_event_source_set_enabled(g->watch_debounce, SD_EVENT_ONESHOT);
+    return 0;
+}
+
+static void start_watching(struct agent_git *g)
+{
+    const char *dir = git_source_watch_path(g->source);
+    if (!dir || !g->config->git_watch)
+        return;
+    const uint32_t mask = IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE;
+    int r = sd_event_add_inotify(g->event, &g->watch_dir, dir, mask, on_watch, g);
+    /* refs/heads, or the directory of a branch with a slash in its name */
+    const char *branch = g->config->git_branch;
+    const char *slash = strrchr(branch, '/');
+    snprintf(g->watch_heads_path, sizeof(g->watch_heads_path), "%s/refs/heads%s%.*s", dir,
+             slash ? "/" : "", slash ? (int)(slash - branch) : 0, branch);
+    if (r >= 0)
+        r = sd_event_add_inotify(g->event, &g->watch_heads, g->watch_heads_path, mask, on_watch,
+                                 g);
+    if (r < 0)
+        log_git("cannot watch %s (%s): fetching every %llds only", dir, strerror(-r),
+                (long long)g->config->fetch_interval_s);
+}
+
+int agent_git_open(const struct agent_config *config, sd_event *event,
+                   agent_git_changed_fn changed, void *userdata, struct agent_git **out)
+{
+    struct agent_git *g = calloc(1, sizeof(*g));
+    if (!g)
+        return -ENOMEM;
+    g->config = config;
+    g->event = event;
+    g->changed = changed;
+    g->userdata = userdata;
+    char dir[PATH_MAX], source_dir[PATH_MAX], status_dir[PATH_MAX], err[512] = "";
+    snprintf(dir, sizeof(dir), "%s/git", config->state_dir);
+    snprintf(source_dir, sizeof(source_dir), "%s/source.git", dir);
+    snprintf(status_dir, sizeof(status_dir), "%s/status.git", dir);
+    snprintf(g->trusted_path, sizeof(g->trusted_path), "%s/trusted-commit", dir);
+    mkdir(dir, 0755);
+    struct git_credentials credentials = {.ssh_key = config->ssh_key,
+                                          .token_file = config->token_file,
+                                          .username = config->git_username};
+    struct git_source_options so = {.url = config->git_url,
+                                    .branch = config->git_branch,
+                                    .directory = config->git_directory,
+                                    .clone_dir = source_dir,
+                                    .credentials = credentials};
+    int r = git_source_open(&so, &g->source, err, sizeof(err));
+    if (r < 0) {
+        log_git("cannot open %s: %s", config->git_url, err);
+        free(g);
+        return r;
+    }
+    if (config->status_git) {
+        struct status_git_options to = {.url = config->git_url,
+                                        .branch = config->status_branch,
+                                        .clone_dir = status_dir,
+                                        .author_name = config->author_name,
+                                        .author_email = config->author_email,
+                                        .credentials = credentials};
+        r = status_git_open(&to, &g->status, err, sizeof(err));
+        if (r < 0) {
+            log_git("cannot open the status branch %s: %s", config->status_branch, err);
+            agent_git_free(g);
+            return r;
+        }
+    }
+    FILE *f = fopen(g->trusted_path, "r");
+    if (f) {
+        if (fscanf(f, "%40s", g->info.trusted_commit) != 1)
+            g->info.trusted_commit[0] = 0;
+        fclose(f);
+    }
+    sd_event_add_time(event, &g->fetch_timer, CLOCK_MONOTONIC, UINT64_MAX, 100000, on_fetch_timer,
+                      g);
+    sd_event_add_time(event, &g->watch_debounce, CLOCK_MONOTONIC, UINT64_MAX, 1000,
+                      on_watch_debounce, g);
+    sd_event_source_set_enabled(g->watch_debounce, SD_EVENT_OFF);
+    start_watching(g);
+    fetch(g);
+    if (!g->info.commit[0] && g->info.fetch_error[0])
+        log_git("no commit to serve yet: %s", g->info.fetch_error);
+    *out = g;
+    return 0;
+}
+
+void agent_git_free(struct agent_git *g)
+{
+    if (!g)
+        return;
+    sd_event_source_disable_unref(g->fetch_timer);
+    sd_event_source_disable_unref(g->watch_dir);
+    sd_event_source_disable_unref(g->watch_heads);
+    sd_event_source_disable_unref(g->watch_debounce);
+    git_source_free(g->source);
+    status_git_free(g->status);
+    free(g);
+}
+
+void agent_git_fetch_now(struct agent_git *g)
+{
+    fetch(g);
+}
+
+const struct agent_git_info *agent_git_info(const struct agent_git *g)
+{
+    return &g->info;
+}
+
+int agent_git_snapshots(struct agent_git *g, struct snapshot *head, struct snapshot *trusted,
+                        struct diag *diag)
+{
+    memset(head, 0, sizeof(*head));
+    memset(trusted, 0, sizeof(*trusted));
+    if (!g->info.commit[0])
+        return -ENOENT;
+    int r = git_source_load(g->source, g->info.commit, head, diag);
+    if (r < 0)
+        return r;
+    if (!g->info.head_trusted && g->info.trusted_commit[0] &&
+        git_source_load(g->source, g->info.trusted_commit, trusted, diag) < 0)
+        memset(trusted, 0, sizeof(*trusted));
+    return 0;
+}
+
+int agent_git_read_file(struct agent_git *g, const char *commit, const char *file, char **text,
+                        size_t *length)
+{
+    return git_source_read_file(g->source, commit, file, text, length);
+}
+
+int agent_git_push_revert(struct agent_git *g, const char *service, const char *file,
+                          const char *text, size_t length, const char *message, char *branch,
+                          size_t branch_size)
+{
+    char commit[GIT_OID_TEXT], err[512] = "";
+    snprintf(branch, branch_size, "rolld/revert/%s", service);
+    int r = git_source_push_revert(g->source, branch, file, text, length, message,
+                                   g->config->author_name, g->config->author_email, commit, err,
+                                   sizeof(err));
+    if (r < 0)
+        log_git("cannot push %s: %s", branch, err);
+    else
+        log_git("pushed %s (%.12s): %s", branch, commit, message);
+    return r;
+}
+
+int agent_git_publish_status(struct agent_git *g, const struct status_file *files, size_t count,
+                             const char *message, char commit[GIT_OID_TEXT])
+{
+    char err[512] = "";
+    commit[0] = 0;
+    if (!g->status)
+        return 0;
+    int r = status_git_publish(g->status, files, count, message, commit, err, sizeof(err));
+    if (r < 0)
+        log_git("cannot publish status: %s", err);
+    return r;
+}
+
+bool agent_git_status_enabled(const struct agent_git *g)
+{
+    return g && g->status;
+}
