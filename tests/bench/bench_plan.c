@@ -15,7 +15,9 @@
  * (default 5) and reports wall time (min/median/max) and the child's peak RSS
  * against the targets. One untimed run first writes the JSON to a file and
  * checks that every service got the action the generator meant, so the
- * figures are those of a plan that did the intended work.
+ * figures are those of a plan that did the intended work. The runs are
+ * started by a small launcher process forked before anything else, so the
+ * peak RSS is rolld's own and not this process's (see "the launcher").
  *
  * --in-process times the same work inside this process (read, parse, plan,
  * render) phase by phase, to show where the time goes.
@@ -34,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -382,39 +385,181 @@ struct child_run {
     int exit_status; /* -1: killed by a signal */
 };
 
-/* Runs ROLLD plan v2 --against v1 --format json with stdout to output_path. */
-static int run_child(const char *rolld, const struct repository *repo, const char *policies,
-                     const char *output_path, struct child_run *run)
+/* ---- the launcher ----
+ *
+ * The peak RSS that wait4 reports for a child is at least the resident size
+ * of the process that started it: a forked child counts the pages it shares
+ * with its parent, and exec keeps the larger of the old and the new peak.
+ * posix_spawn and vfork do not help: with CLONE_VM the old memory is the
+ * parent's own, and exec records the parent's peak. (Measured on Linux 6.18:
+ * a parent holding 170 MiB of heap starts /bin/true with a peak of 170 MiB
+ * by fork, posix_spawn and vfork alike.) After the check run this process
+ * holds the plan JSON it loaded, some 80 MiB that free() keeps in the heap,
+ * and every later child would report that instead of rolld's peak.
+ *
+ * So rolld is started by a launcher forked first thing in main, before the
+ * specs are generated: it stays the size of a fresh process (about 1 MiB,
+ * far below rolld's own peak), and since the figure is a maximum, what it
+ * reports is rolld's. Requests and replies go over a SOCK_SEQPACKET pair,
+ * one message each. */
+
+#define LAUNCH_REQUEST_MAX 16384
+#define LAUNCH_ARGS_MAX 32
+
+struct launcher {
+    pid_t pid;
+    int fd;
+};
+
+struct launch_reply {
+    int error;       /* errno of a failed fork or wait4, else 0 */
+    int wait_status; /* as from wait4 */
+    double wall_s;
+    long peak_rss_kib;     /* the child's ru_maxrss */
+    long launcher_rss_kib; /* the launcher's own peak: the floor of what it can measure */
+};
+
+/* Runs each request (output path, then argv) and replies until the socket
+ * closes; never returns. */
+static void launcher_serve(int fd)
+{
+    static char request[LAUNCH_REQUEST_MAX];
+    for (;;) {
+        ssize_t n;
+        while ((n = recv(fd, request, sizeof(request) - 1, 0)) < 0 && errno == EINTR)
+            ;
+        if (n <= 0)
+            _exit(n < 0 ? 1 : 0);
+        request[n] = 0;
+        const char *output_path = request;
+        char *argv[LAUNCH_ARGS_MAX + 1];
+        size_t argc = 0;
+        for (char *p = request + strlen(request) + 1; p < request + n && argc < LAUNCH_ARGS_MAX;
+             p += strlen(p) + 1)
+            argv[argc++] = p;
+        argv[argc] = NULL;
+
+        struct launch_reply reply = {0};
+        struct timespec start;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        pid_t pid = argc ? fork() : -1;
+        if (pid == 0) {
+            int out = open(output_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            int null = open("/dev/null", O_WRONLY);
+            if (out < 0 || null < 0 || dup2(out, STDOUT_FILENO) < 0 ||
+                dup2(null, STDERR_FILENO) < 0)
+                _exit(126);
+            execv(argv[0], argv);
+            _exit(127);
+        }
+        if (pid < 0) {
+            reply.error = argc ? errno : EINVAL;
+        } else {
+            struct rusage usage;
+            pid_t r;
+            while ((r = wait4(pid, &reply.wait_status, 0, &usage)) < 0 && errno == EINTR)
+                ;
+            reply.wall_s = seconds_since(&start);
+            if (r < 0)
+                reply.error = errno;
+            else
+                reply.peak_rss_kib = usage.ru_maxrss; /* KiB on Linux */
+        }
+        struct rusage self;
+        getrusage(RUSAGE_SELF, &self);
+        reply.launcher_rss_kib = self.ru_maxrss;
+        while (send(fd, &reply, sizeof(reply), 0) < 0)
+            if (errno != EINTR)
+                _exit(1);
+    }
+}
+
+/* Forks the launcher; call before this process grows. */
+static int launcher_start(struct launcher *l)
+{
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0) {
+        fprintf(stderr, "bench_plan: socketpair: %s\n", strerror(errno));
+        return -1;
+    }
+    fflush(NULL); /* nothing buffered may be written twice */
+    l->pid = fork();
+    if (l->pid < 0) {
+        fprintf(stderr, "bench_plan: fork: %s\n", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (l->pid == 0) {
+        close(fds[0]);
+        launcher_serve(fds[1]);
+    }
+    close(fds[1]);
+    l->fd = fds[0];
+    return 0;
+}
+
+static void launcher_stop(struct launcher *l)
+{
+    if (l->pid <= 0)
+        return;
+    close(l->fd); /* the launcher sees the end of its requests and exits */
+    while (waitpid(l->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    l->pid = 0;
+}
+
+/* Asks the launcher to run argv with stdout to output_path. */
+static int launcher_run(const struct launcher *l, char *const argv[], const char *output_path,
+                        struct launch_reply *reply)
+{
+    static char request[LAUNCH_REQUEST_MAX];
+    size_t length = 0;
+    const char *part = output_path;
+    for (size_t i = 0; part; part = argv[i++]) {
+        size_t n = strlen(part) + 1;
+        if (i > LAUNCH_ARGS_MAX || length + n > sizeof(request) - 1) {
+            fputs("bench_plan: the command line is too long for the launcher\n", stderr);
+            return -1;
+        }
+        memcpy(request + length, part, n);
+        length += n;
+    }
+    ssize_t n;
+    while ((n = send(l->fd, request, length, 0)) < 0 && errno == EINTR)
+        ;
+    if (n == (ssize_t)length)
+        while ((n = recv(l->fd, reply, sizeof(*reply), 0)) < 0 && errno == EINTR)
+            ;
+    if (n != (ssize_t)sizeof(*reply)) {
+        fprintf(stderr, "bench_plan: the launcher (pid %d) stopped answering: %s\n", (int)l->pid,
+                n < 0 ? strerror(errno) : "no reply");
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs ROLLD plan v2 --against v1 --format json with stdout to output_path.
+ * launcher_rss_mib: the launcher's own peak, below which run->peak_rss_mib
+ * says nothing about rolld. */
+static int run_child(const struct launcher *launcher, const char *rolld,
+                     const struct repository *repo, const char *policies, const char *output_path,
+                     struct child_run *run, double *launcher_rss_mib)
 {
     char *const argv[] = {(char *)rolld,    "plan",     (char *)repo->v2, "--against",
                           (char *)repo->v1, "--format", "json",           "--policies",
                           (char *)policies, NULL};
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    pid_t pid = fork();
-    if (pid < 0) {
-        fprintf(stderr, "bench_plan: fork: %s\n", strerror(errno));
+    struct launch_reply reply;
+    if (launcher_run(launcher, argv, output_path, &reply) < 0)
+        return -1;
+    if (reply.error) {
+        fprintf(stderr, "bench_plan: cannot run %s: %s\n", rolld, strerror(reply.error));
         return -1;
     }
-    if (pid == 0) {
-        int out = open(output_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int null = open("/dev/null", O_WRONLY);
-        if (out < 0 || null < 0 || dup2(out, STDOUT_FILENO) < 0 || dup2(null, STDERR_FILENO) < 0)
-            _exit(126);
-        execv(rolld, argv);
-        _exit(127);
-    }
-    int status;
-    struct rusage usage;
-    pid_t r;
-    while ((r = wait4(pid, &status, 0, &usage)) < 0 && errno == EINTR)
-        ;
-    run->wall_s = seconds_since(&start);
-    if (r < 0) {
-        fprintf(stderr, "bench_plan: wait4: %s\n", strerror(errno));
-        return -1;
-    }
-    run->peak_rss_mib = (double)usage.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */
+    int status = reply.wait_status;
+    run->wall_s = reply.wall_s;
+    run->peak_rss_mib = (double)reply.peak_rss_kib / 1024.0;
+    *launcher_rss_mib = (double)reply.launcher_rss_kib / 1024.0;
     run->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     if (run->exit_status == 126 || run->exit_status == 127) {
         fprintf(stderr, "bench_plan: %s: cannot be run; pass the path of the rolld binary\n",
@@ -516,18 +661,20 @@ static void print_mix(const struct repository *repo)
         printf("%s %zu%s", edit_names[c], changes[c], c + 1 < EDIT_COUNT ? ", " : "\n");
 }
 
-static int bench_child(const char *rolld, const struct repository *repo, const char *policies,
-                       int runs)
+static int bench_child(const struct launcher *launcher, const char *rolld,
+                       const struct repository *repo, const char *policies, int runs)
 {
     struct child_run check;
-    if (run_child(rolld, repo, policies, repo->json, &check) < 0 || check_plan(repo, &check) < 0)
+    double launcher_rss = 0;
+    if (run_child(launcher, rolld, repo, policies, repo->json, &check, &launcher_rss) < 0 ||
+        check_plan(repo, &check) < 0)
         return -1;
     printf("  plan checked: every service got the expected action (untimed run)\n\n");
 
     double wall[MAX_RUNS], rss_max = 0;
     for (int r = 0; r < runs; r++) {
         struct child_run run;
-        if (run_child(rolld, repo, policies, "/dev/null", &run) < 0)
+        if (run_child(launcher, rolld, repo, policies, "/dev/null", &run, &launcher_rss) < 0)
             return -1;
         wall[r] = run.wall_s;
         if (run.peak_rss_mib > rss_max)
@@ -544,6 +691,13 @@ static int bench_child(const char *rolld, const struct repository *repo, const c
            mid < TARGET_WALL_S ? "met" : "MISSED", TARGET_RSS_MIB,
            rss_max < TARGET_RSS_MIB ? "met" : "MISSED");
     printf("(seconds; RSS in MiB; the wall-time target is judged on the median)\n");
+    if (rss_max <= launcher_rss)
+        printf("peak RSS NOT MEASURED: the launcher that started rolld holds %.1f MiB itself, "
+               "as much as rolld's figure\n",
+               launcher_rss);
+    else
+        printf("(peak RSS is rolld's own: it was started by a launcher of %.1f MiB)\n",
+               launcher_rss);
     return 0;
 }
 
@@ -736,6 +890,11 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* before anything grows this process: see "the launcher" */
+    struct launcher launcher;
+    if (launcher_start(&launcher) < 0)
+        return 1;
+
     struct repository repo;
     memset(&repo, 0, sizeof(repo));
     int status = 1;
@@ -744,10 +903,11 @@ int main(int argc, char **argv)
     if (repository_write(&repo, services, seed) == 0) {
         print_mix(&repo);
         printf("  written in %.2f s\n", seconds_since(&start));
-        if (bench_child(rolld, &repo, policies, runs) == 0 &&
+        if (bench_child(&launcher, rolld, &repo, policies, runs) == 0 &&
             (!in_process || bench_in_process(&repo, policies, runs) == 0))
             status = 0;
     }
+    launcher_stop(&launcher);
     if (keep && repo.root[0]) {
         printf("kept %s\n", repo.root);
         free(repo.services);
