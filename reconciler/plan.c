@@ -122,8 +122,12 @@ static int build_schedule(struct service_plan *plan, const struct service_spec *
                           const struct service_spec *old_spec, const struct policy *policy)
 {
     struct capacity_step steps[CAPACITY_MAX_STEPS];
-    size_t count = capacity_schedule(new_spec->rollout.max_surge_percent,
-                                     new_spec->rollout.canary_percent, policy->steps,
+    /* a new version stops at the policy's approval gate: only a later commit
+     * that raises canary_percent releases it */
+    int pause = new_spec->rollout.canary_percent;
+    if (policy->approval_percent >= 0 && (pause < 0 || pause > policy->approval_percent))
+        pause = policy->approval_percent;
+    size_t count = capacity_schedule(new_spec->rollout.max_surge_percent, pause, policy->steps,
                                      policy->step_count, steps);
     plan->steps = calloc(count, sizeof(*plan->steps));
     if (!plan->steps)
@@ -223,6 +227,7 @@ int plan_compute(const struct service_spec *new_spec, const struct service_spec 
 {
     memset(plan, 0, sizeof(*plan));
     plan->canary_percent = -1;
+    plan->approval_percent = -1;
     const struct service_spec *any = new_spec ? new_spec : old_spec;
     int r = set_name(plan, any->name, any->file);
     if (r < 0)
@@ -235,6 +240,8 @@ int plan_compute(const struct service_spec *new_spec, const struct service_spec 
         plan->canary_percent = new_spec->rollout.canary_percent;
     }
     plan->policy_name = policy ? policy->name : NULL;
+    plan->approval_percent = policy ? policy->approval_percent : -1;
+    plan->signed_commits = policy && policy->require_signed_commits;
     if ((r = collect_deployments(new_spec, old_spec, plan)) < 0)
         return r;
 
@@ -330,6 +337,7 @@ int plan_invalid(const char *name, const char *file, const struct diag *errors,
 {
     memset(plan, 0, sizeof(*plan));
     plan->canary_percent = -1;
+    plan->approval_percent = -1;
     plan->action = PLAN_INVALID;
     int r = set_name(plan, name, file);
     for (size_t i = 0; r == 0 && errors && i < errors->count; i++) {

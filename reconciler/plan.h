@@ -69,6 +69,8 @@ struct service_plan {
     const char *policy_name;
     int max_surge_percent;
     int canary_percent; /* -1: none */
+    int approval_percent; /* the policy's approval gate (canary stops there), -1: none */
+    bool signed_commits;  /* the policy deploys only commits signed by a trusted key */
     struct plan_change *changes;
     size_t change_count;
     struct plan_deployment_ref *replaced; /* heavyweight: deployments whose replicas are replaced */

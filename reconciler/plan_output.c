@@ -344,7 +344,11 @@ static void write_json_plan(const struct service_plan *plan, int depth, FILE *ou
             writer_member_integer(w, "max_surge_percent", plan->max_surge_percent);
         if (plan->canary_percent >= 0)
             writer_member_integer(w, "canary_percent", plan->canary_percent);
+        if (plan->approval_percent >= 0)
+            writer_member_integer(w, "approval_gate", plan->approval_percent);
     }
+    if (plan->signed_commits && plan->action != PLAN_NONE && plan->action != PLAN_INVALID)
+        writer_member_bool(w, "signed_commits", true);
     writer_close(w, '}');
     writer_flush(w);
 }
@@ -415,7 +419,13 @@ static void write_text_item(const struct service_plan *p, FILE *out)
                     p->steps[s].pause ? " pause" : "");
         }
         fputc('\n', out);
+        if (p->approval_percent >= 0)
+            fprintf(out, "  approval gate: the canary stops at %d%% until a later commit raises "
+                         "rollout.canary_percent\n",
+                    p->approval_percent);
     }
+    if (p->signed_commits && p->action != PLAN_NONE && p->action != PLAN_INVALID)
+        fputs("  signed commits only: the commit must be signed by a trusted key\n", out);
     if (p->action != PLAN_INVALID && p->action != PLAN_DELETE && p->action != PLAN_NONE) {
         char peak[96];
         format_resources(&p->peak, peak, sizeof(peak));
@@ -444,6 +454,9 @@ static void write_markdown_details(const struct service_plan *p, FILE *out)
                     d->message);
         }
     }
+    if (p->signed_commits && p->action != PLAN_NONE && p->action != PLAN_INVALID)
+        fprintf(out, "\n`%s` deploys only commits signed by a trusted key (policy `%s`).\n",
+                p->name, p->policy_name ? p->policy_name : "");
     if (p->action != PLAN_CANARY)
         return;
     fprintf(out, "\n#### `%s`: canary schedule", p->name);
@@ -463,6 +476,10 @@ static void write_markdown_details(const struct service_plan *p, FILE *out)
                     step->replicas[d].canary < 0 ? 0 : step->replicas[d].canary);
         fputs(" |\n", out);
     }
+    if (p->approval_percent >= 0)
+        fprintf(out, "\n**Approval gate:** the canary stops at %d%% until a later commit raises "
+                     "`rollout.canary_percent`; merging that pull request is the approval.\n",
+                p->approval_percent);
 }
 
 void plan_summary_add(struct plan_summary *summary, enum plan_action action, bool item)

@@ -34,7 +34,8 @@ json_t *status_document(const struct service_state *state, const struct status_s
 /* A JSON value as block-style YAML (strings double-quoted, JSON-escaped). */
 void status_write_yaml(const json_t *doc, FILE *out);
 
-/* The one-line bar of a traffic split: [#####-----] 50% */
+/* The bar of a traffic split, 20 characters: # for the primary, = for the
+ * canary ([################====] at 20%); no percentage. */
 void status_traffic_bar(int canary_percent, char *out, size_t size);
 
 #endif

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "plan.h"
+#include "plan_output.h"
 #include "unit_helpers.h"
 
 static struct policy *production;
@@ -698,6 +699,54 @@ static void test_canary_percent_pauses(void **state)
     spec_free(old);
 }
 
+/* The policy's approval gate: a new version's schedule stops at the gate
+ * even when its first commit asks for more; the plan says so in every format. */
+static void test_approval_gate_in_plan(void **state)
+{
+    (void)state;
+    struct policy *gated = load_shipped_policy("production-gated");
+    struct service_spec *old = MAKE(0);
+    struct service_spec *new =
+        MAKE(.top = "image_uri: r/svc:2\n", .rollout = "  canary_percent: 100\n");
+    struct service_plan plan;
+    compute(new, old, gated, PLAN_CANARY, &plan);
+    assert_int_equal(plan.approval_percent, 10);
+    assert_true(plan.signed_commits);
+    const struct plan_step *last = &plan.steps[plan.step_count - 1];
+    assert_int_equal(last->capacity.traffic, 10);
+    assert_true(last->pause);
+    char *text = NULL;
+    size_t size = 0;
+    static const struct {
+        enum plan_format format;
+        const char *needle;
+    } formats[] = {
+        {PLAN_FORMAT_JSON, "\"approval_gate\": 10"},
+        {PLAN_FORMAT_TEXT, "approval gate: the canary stops at 10%"},
+        {PLAN_FORMAT_MARKDOWN, "**Approval gate:** the canary stops at 10%"},
+        {PLAN_FORMAT_TEXT, "signed commits only"},
+    };
+    for (size_t f = 0; f < sizeof(formats) / sizeof(formats[0]); f++) {
+        FILE *out = open_memstream(&text, &size);
+        plan_list_write(&plan, 1, formats[f].format, out);
+        fclose(out);
+        if (!strstr(text, formats[f].needle))
+            fail_msg("no '%s' in:\n%s", formats[f].needle, text);
+        free(text);
+        text = NULL;
+    }
+    plan_clear(&plan);
+    /* without a gate in the policy: no gate in the plan */
+    compute(new, old, production, PLAN_CANARY, &plan);
+    assert_int_equal(plan.approval_percent, -1);
+    assert_false(plan.signed_commits);
+    assert_int_equal(plan.steps[plan.step_count - 1].capacity.traffic, 100);
+    plan_clear(&plan);
+    spec_free(new);
+    spec_free(old);
+    policy_free(gated);
+}
+
 /* ---- resources ---- */
 
 static void test_peak_resources_example(void **state)
@@ -777,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_seven_replicas_at_surge_50),
         cmocka_unit_test(test_autoscaling_bounds_scaled),
         cmocka_unit_test(test_canary_percent_pauses),
+        cmocka_unit_test(test_approval_gate_in_plan),
         cmocka_unit_test(test_peak_resources_example),
         cmocka_unit_test(test_action_names),
     };
