@@ -508,6 +508,10 @@ static void write_status(struct agent *a, struct managed *m, const char *invalid
                                                m->state->sides[side].capacity);
                 c->ready = a->compute.count_ready(a->compute.instance, m->state->name, side,
                                                   app->name, app->deployments[j].name, c->desired);
+                const struct deployment_spec *d = &app->deployments[j];
+                int capacity = m->state->sides[side].capacity;
+                c->autoscale_min = d->autoscaling ? capacity_replicas(d->min_replicas, capacity) : -1;
+                c->autoscale_max = d->autoscaling ? capacity_replicas(d->max_replicas, capacity) : -1;
             }
         }
     }

@@ -39,12 +39,17 @@ static json_t *side_json(const struct service_state *s, int side,
     if (!st->used)
         return json_null();
     json_t *replicas = json_array();
-    for (size_t i = 0; i < view->count; i++)
-        json_array_append_new(replicas,
-                              json_pack("{s:s, s:s, s:i, s:i}", "application",
-                                        view->counts[i].application, "deployment",
-                                        view->counts[i].deployment, "desired",
-                                        view->counts[i].desired, "ready", view->counts[i].ready));
+    for (size_t i = 0; i < view->count; i++) {
+        const struct status_deployment_count *c = &view->counts[i];
+        json_t *item = json_pack("{s:s, s:s, s:i, s:i}", "application", c->application,
+                                 "deployment", c->deployment, "desired", c->desired, "ready",
+                                 c->ready);
+        if (item && c->autoscale_max > 0)
+            json_object_set_new(item, "autoscaling",
+                                json_pack("{s:i, s:i}", "min_replicas", c->autoscale_min,
+                                          "max_replicas", c->autoscale_max));
+        json_array_append_new(replicas, item);
+    }
     const char *name = json_string_value(json_object_get(st->doc, "version_name"));
     int share = side == s->canary ? s->traffic : (s->canary >= 0 ? 100 - s->traffic : 100);
     if (s->primary < 0)

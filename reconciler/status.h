@@ -18,6 +18,9 @@ struct status_deployment_count {
     const char *application;
     const char *deployment;
     int desired, ready;
+    /* autoscaling: the bounds at the version's capacity (desired is the
+     * autoscaler's choice within them); -1 when the count is fixed */
+    int autoscale_min, autoscale_max;
 };
 
 struct status_side_view {

@@ -57,6 +57,8 @@ agent_start
 wait_status 30 '.phase == "running" and (.primary.replicas | map(.ready) | add) == 1' ||
     fatal "the autoscaled service did not come up with 1 replica"
 check_eq "replicas at rest" 1 "$(replica_count)"
+check_eq "the status shows the autoscaling bounds" "1-6" \
+    "$(st '.primary.replicas[0].autoscaling | "\(.min_replicas)-\(.max_replicas)"')"
 wait_until 10 "the frontend answers" frontend_answers || fatal "HAProxy does not answer"
 
 before=$(frontend_requests)

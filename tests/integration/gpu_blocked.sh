@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# gpu_blocked: the agent runs with --gpus 0,1,2,3,4; svc has 7 replicas of
+# gpu_blocked: the agent's config file (rolld.yaml, inventory: gpus:
+# [0, 1, 2, 3, 4]) declares 5 GPUs; svc has 7 replicas of
 # num_gpus 0.5 (v1 takes 4 devices). v2 under max_surge_percent 50 would need
 # 6 devices at its peak (7 + 4 replicas, then 4 + 7), so it is blocked: phase
 # blocked, last_error names the GPUs and the largest max_surge_percent that fits
@@ -18,7 +19,9 @@ EXPECTED_FIT=28
 
 it_setup
 write_policy "[5, 10, 20, 30, 50, 75, 100]" 2s 30s
-AGENT_ARGS=(--gpus "$GPUS")
+# the inventory comes from the agent's config file; the command line adds the rest
+printf 'source:\n  directory: %s\ninventory:\n  gpus: [%s]\n' "$SRC" "${GPUS//,/, }" >"$WORK/rolld.yaml"
+AGENT_ARGS=(--config "$WORK/rolld.yaml")
 SPEC_DEFAULTS=(--gpus 0.5 --args ', "--start-delay", "1"')
 
 checker_start all --max-per-version "$REPLICAS" --replicas "$REPLICAS" --health --share \

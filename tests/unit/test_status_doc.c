@@ -232,7 +232,8 @@ static void test_round_trip_status_document(void **unused)
     json_array_append_new(s->history,
                           json_pack("{s:I, s:s, s:s}", "time_ms", (json_int_t)1795017000000LL,
                                     "event", "canary_started", "detail", "v2: 0% -> 10%"));
-    struct status_deployment_count counts[2] = {{"app", "Model", 2, 2}, {"app", "Router", 1, 0}};
+    struct status_deployment_count counts[2] = {{"app", "Model", 2, 2, -1, -1},
+                                                {"app", "Router", 1, 0, 3, 6}};
     struct status_side_view views[2] = {{NULL, counts, 2}, {NULL, counts, 1}};
     json_t *doc = status_document(s, views, "services/api.yaml:3:5: replicas: expected an integer",
                                   1795018000000LL);
