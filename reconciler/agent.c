@@ -13,12 +13,14 @@
 #include <sys/un.h>
 
 #include "unix_socket.h"
+#include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent_git.h"
 #include "autoscale.h"
+#include "log.h"
 #include "capacity.h"
 #include "cli.h"
 #include "compute/process.h"
@@ -58,7 +60,10 @@ struct managed {
 };
 
 struct agent {
-    const struct agent_config *options;
+    struct agent_config *options; /* SIGHUP replaces what can change while running */
+    struct agent_config reloaded; /* owns the strings of the last re-read config */
+    bool ready_sent;
+    char notify_status[256];
     sd_event *event;
     sd_event_source *debounce, *wake, *reconcile_soon, *control, *autoscale;
     struct snapshot snapshot;
@@ -86,16 +91,8 @@ static long long wall_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_line(const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    fputs("rolld: ", stderr);
-    vfprintf(stderr, fmt, args);
-    fputc('\n', stderr);
-    va_end(args);
-}
+#define log_line(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
 
 /* ---- services ---- */
 
@@ -245,7 +242,7 @@ static int save_state(struct agent *a)
     int r = state_store_save(a->state_path, doc);
     json_decref(doc);
     if (r < 0)
-        log_line("cannot save %s: %s", a->state_path, strerror(-r));
+        log_warn("cannot save %s: %s", a->state_path, strerror(-r));
     return r;
 }
 
@@ -715,7 +712,7 @@ static void record_versions(struct agent *a, struct managed *m, const struct spe
         if (r >= 0)
             r = spec_store_put(a->options->state_dir, m->state->name, st->version, text, length);
         if (r < 0)
-            log_line("%s: cannot keep the spec of %s: %s", m->state->name, st->version,
+            log_warn("%s: cannot keep the spec of %s: %s", m->state->name, st->version,
                      strerror(-r));
         free(text);
     }
@@ -733,7 +730,7 @@ static void push_revert(struct agent *a, struct managed *m, const struct spec_en
     size_t length = 0;
     if (spec_store_get(a->options->state_dir, m->state->name, primary->version, &text, &length) <
         0) {
-        log_line("%s: no kept spec of %s: no revert branch", m->state->name, primary->version);
+        log_warn("%s: no kept spec of %s: no revert branch", m->state->name, primary->version);
         return;
     }
     const char *why = "";
@@ -859,6 +856,38 @@ static void reload_snapshot(struct agent *a)
     a->trusted = trusted;
 }
 
+/* systemd (Type=notify): READY=1 once the first pass is done, and a
+ * STATUS= line saying what the agent does whenever that changes. */
+static void notify_systemd(struct agent *a)
+{
+    int phases[PHASE_COUNT] = {0};
+    for (size_t i = 0; i < a->count; i++)
+        phases[a->services[i].state->phase]++;
+    char status[256];
+    int n = snprintf(status, sizeof(status), "%zu services", a->count);
+    const char *separator = ":";
+    for (int p = 0; p < PHASE_COUNT && n < (int)sizeof(status); p++) {
+        if (!phases[p])
+            continue;
+        n += snprintf(status + n, sizeof(status) - (size_t)n, "%s %d %s", separator, phases[p],
+                      service_phase_name(p));
+        separator = ",";
+    }
+    if (a->git && n < (int)sizeof(status)) {
+        const struct agent_git_info *info = agent_git_info(a->git);
+        n += snprintf(status + n, sizeof(status) - (size_t)n, "; %s at %.12s%s",
+                      a->options->git_branch, info->commit[0] ? info->commit : "(none)",
+                      info->fetch_error[0] ? ", fetch failing" : "");
+    }
+    if (!a->ready_sent) {
+        sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+        a->ready_sent = true;
+    } else if (strcmp(status, a->notify_status) != 0) {
+        sd_notifyf(0, "STATUS=%s", status);
+    }
+    snprintf(a->notify_status, sizeof(a->notify_status), "%s", status);
+}
+
 static struct rollout_result reconcile(struct agent *a, const char *command_service,
                                        enum rollout_command command)
 {
@@ -923,6 +952,7 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
         a->dirty = false;
     }
     schedule_wake(a, wake_at);
+    notify_systemd(a);
     return command_result;
 }
 
@@ -1066,16 +1096,89 @@ static bool endpoint_idle(void *userdata, const char *service, int port)
     return a->router.endpoint_idle(a->router.instance, service, port);
 }
 
+/* SIGHUP: what the config file says now, for what can change while the
+ * agent runs (inventory, policies, signing keys, fetch interval, log
+ * format); the rest (source, state dir, router, listen addresses) takes a
+ * restart, and the log says so. An invalid file changes nothing. */
+static void reload_config(struct agent *a)
+{
+    struct agent_config *c = a->options;
+    if (!c->file)
+        return;
+    char *text = NULL;
+    size_t length = 0;
+    int r = source_read_file(c->file, 1 << 20, &text, &length);
+    if (r < 0) {
+        log_warn("SIGHUP: cannot read %s: %s; the config is unchanged", c->file, strerror(-r));
+        return;
+    }
+    struct agent_config next;
+    struct diag diag = DIAG_INIT;
+    config_init(&next);
+    r = config_parse(text, length, c->file, &next, &diag);
+    free(text);
+    for (size_t i = 0; i < diag.count; i++) {
+        const struct diag_entry *d = &diag.entries[i];
+        log_warn("%s:%d:%d: %s: %s", d->file, d->line, d->column, d->field, d->message);
+    }
+    diag_clear(&diag);
+    if (r < 0) {
+        log_warn("SIGHUP: %s is invalid; the config is unchanged", c->file);
+        config_clear(&next);
+        return;
+    }
+    bool restart = (next.source_kind != c->source_kind) ||
+                   (next.git_url && (!c->git_url || strcmp(next.git_url, c->git_url))) ||
+                   (next.state_dir && strcmp(next.state_dir, c->state_dir)) ||
+                   next.port_min != c->port_min || next.port_max != c->port_max ||
+                   (next.metrics_listen && (!c->metrics_listen ||
+                                            strcmp(next.metrics_listen, c->metrics_listen)));
+    if (restart)
+        log_warn("SIGHUP: a change of source, state dir, ports or listen address takes a "
+                 "restart; the rest is applied");
+    c->inventory = next.inventory;
+    if (c->inventory.declared && c->inventory.cpus <= 0)
+        c->inventory.cpus = 1e9;
+    c->fetch_interval_s = next.fetch_interval_s;
+    c->log_format = next.log_format;
+    c->revert_branches = next.revert_branches;
+    log_setup(c->log_format);
+    /* the strings now come from next, which stays alive until the next reload */
+    c->allowed_signers = next.allowed_signers;
+    c->gpg_keyring = next.gpg_keyring;
+    if (next.policies_dir) {
+        struct policy_set policies = {0};
+        struct diag pdiag = DIAG_INIT;
+        cli_load_policies(next.policies_dir, &policies, &pdiag);
+        if (policy_set_find(&policies, POLICY_DEFAULT_NAME) && !pdiag.count) {
+            policy_set_clear(&a->policies);
+            a->policies = policies;
+        } else {
+            log_warn("SIGHUP: the policies in %s are not all valid; they are unchanged",
+                     next.policies_dir);
+            policy_set_clear(&policies);
+        }
+        diag_clear(&pdiag);
+    }
+    config_clear(&a->reloaded);
+    a->reloaded = next;
+    log_line("SIGHUP: %s read again", c->file);
+}
+
 static int on_signal(sd_event_source *source, const struct signalfd_siginfo *si, void *userdata)
 {
     struct agent *a = userdata;
     if (si->ssi_signo == SIGHUP) {
+        sd_notify(0, "RELOADING=1\nSTATUS=reading the config and the source again");
+        reload_config(a);
         if (a->git)
             agent_git_fetch_now(a->git);
         a->snapshot_stale = true;
-        request_reconcile(a);
+        reconcile(a, NULL, COMMAND_NONE);
+        sd_notify(0, "READY=1");
         return 0;
     }
+    sd_notify(0, "STOPPING=1\nSTATUS=stopping; replicas and HAProxy keep serving");
     log_line("stopping on signal %u; replicas and HAProxy keep serving", si->ssi_signo);
     return sd_event_exit(sd_event_source_get_event(source), 0);
 }
@@ -1195,7 +1298,7 @@ static int on_control(sd_event_source *source, int fd, uint32_t revents, void *u
     char *text = json_dumps(reply, JSON_COMPACT);
     if (text) {
         if (write(client, text, strlen(text)) < 0 || write(client, "\n", 1) < 0)
-            log_line("control: cannot answer");
+            log_warn("control: cannot answer");
         free(text);
     }
     json_decref(reply);
@@ -1234,7 +1337,7 @@ static int load_state(struct agent *a, json_t **replicas)
     json_t *doc = NULL;
     int r = state_store_load(a->state_path, &doc);
     if (r < 0) {
-        log_line("cannot read %s: %s; refusing to start over it", a->state_path, strerror(-r));
+        log_warn("cannot read %s: %s; refusing to start over it", a->state_path, strerror(-r));
         return r;
     }
     *replicas = json_incref(json_object_get(doc, "replicas"));
@@ -1244,7 +1347,7 @@ static int load_state(struct agent *a, json_t **replicas)
     {
         struct service_state *state = service_state_from_json(name, value);
         if (!state) {
-            log_line("state of service %s is unreadable; it is skipped", name);
+            log_warn("state of service %s is unreadable; it is skipped", name);
             continue;
         }
         struct managed *m = add_managed(a, state);
@@ -1302,23 +1405,25 @@ int agent_run(const struct agent_config *given)
     char state_dir[PATH_MAX], source[PATH_MAX];
     int r;
     if ((r = make_dir(given->state_dir)) < 0) {
-        log_line("cannot create state dir %s: %s", given->state_dir, strerror(-r));
+        log_warn("cannot create state dir %s: %s", given->state_dir, strerror(-r));
         return 1;
     }
     if (!realpath(given->state_dir, state_dir)) {
-        log_line("cannot resolve %s: %s", given->state_dir, strerror(errno));
+        log_warn("cannot resolve %s: %s", given->state_dir, strerror(errno));
         return 1;
     }
     absolute.state_dir = state_dir;
     if (given->source_kind == SOURCE_DIRECTORY) {
         if (!realpath(given->source_path, source)) {
-            log_line("cannot resolve %s: %s", given->source_path, strerror(errno));
+            log_warn("cannot resolve %s: %s", given->source_path, strerror(errno));
             return 1;
         }
         absolute.source_path = source;
     }
-    const struct agent_config *options = &absolute;
+    struct agent_config *options = &absolute;
     struct agent agent = {.options = options};
+    config_init(&agent.reloaded);
+    log_setup(options->log_format);
     struct agent *a = &agent;
     snprintf(a->state_path, sizeof(a->state_path), "%s/state.json", options->state_dir);
     snprintf(a->status_dir, sizeof(a->status_dir), "%s/status", options->state_dir);
@@ -1348,6 +1453,10 @@ int agent_run(const struct agent_config *given)
     json_t *replicas = NULL;
     if ((r = sd_event_default(&a->event)) < 0 || (r = load_state(a, &replicas)) < 0)
         return 1;
+    /* WatchdogSec=: sd-event sends WATCHDOG=1 from the loop itself, so a hung
+     * loop (not just a live process) is what systemd restarts */
+    if ((r = sd_event_set_watchdog(a->event, 1)) < 0)
+        return 1;
 
     char haproxy_dir[4200];
     snprintf(haproxy_dir, sizeof(haproxy_dir), "%s/haproxy", options->state_dir);
@@ -1357,7 +1466,7 @@ int agent_run(const struct agent_config *given)
                                 options->inventory.gpu_count};
     if ((r = haproxy_router_new(&hc, &a->router)) < 0 ||
         (r = process_backend_new(a->event, &pc, replicas, &a->compute)) < 0) {
-        log_line("cannot start the adapters: %s", strerror(-r));
+        log_warn("cannot start the adapters: %s", strerror(-r));
         json_decref(replicas);
         return 1;
     }
@@ -1385,12 +1494,12 @@ int agent_run(const struct agent_config *given)
                                      IN_CREATE | IN_ATTRIB,
                                  on_source_change, a);
         if (r < 0) {
-            log_line("cannot watch %s: %s", options->source_path, strerror(-r));
+            log_warn("cannot watch %s: %s", options->source_path, strerror(-r));
             return 1;
         }
     }
     if ((r = open_control_socket(a)) < 0) {
-        log_line("cannot open %s: %s", a->control_path, strerror(-r));
+        log_warn("cannot open %s: %s", a->control_path, strerror(-r));
         return 1;
     }
     a->snapshot_stale = true;
@@ -1414,6 +1523,7 @@ int agent_run(const struct agent_config *given)
     free(a->gone);
     sd_event_source_disable_unref(a->publish);
     policy_set_clear(&a->policies);
+    config_clear(&a->reloaded);
     a->compute.free(a->compute.instance);
     a->router.free(a->router.instance);
     sd_event_source_disable_unref(a->reconcile_soon);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "signature.h"
 
 #define BACKOFF_MAX_S 300
@@ -36,16 +37,8 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void log_git(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_git(const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    fputs("rolld: git: ", stderr);
-    vfprintf(stderr, fmt, args);
-    fputc('\n', stderr);
-    va_end(args);
-}
+#define log_git(...) log_msg(LOG_INFO, "git: " __VA_ARGS__)
+#define log_git_warn(...) log_msg(LOG_WARNING, "git: " __VA_ARGS__)
 
 static bool signing_configured(const struct agent_config *c)
 {
@@ -127,7 +120,7 @@ static void fetch(struct agent_git *g)
                  result.error[0] ? result.error : strerror(-r));
         info->fetch_failures++;
         if (first)
-            log_git("fetch failed, serving commit %.12s: %s", info->commit, info->fetch_error);
+            log_git_warn("fetch failed, serving commit %.12s: %s", info->commit, info->fetch_error);
         if (result.commit[0] && strcmp(result.commit, info->commit) != 0) {
             memcpy(info->commit, result.commit, sizeof(info->commit));
             check_head(g);
@@ -210,7 +203,7 @@ static void start_watching(struct agent_git *g)
         r = sd_event_add_inotify(g->event, &g->watch_heads, g->watch_heads_path, mask, on_watch,
                                  g);
     if (r < 0)
-        log_git("cannot watch %s (%s): fetching every %llds only", dir, strerror(-r),
+        log_git_warn("cannot watch %s (%s): fetching every %llds only", dir, strerror(-r),
                 (long long)g->config->fetch_interval_s);
 }
 
@@ -240,7 +233,7 @@ int agent_git_open(const struct agent_config *config, sd_event *event,
                                     .credentials = credentials};
     int r = git_source_open(&so, &g->source, err, sizeof(err));
     if (r < 0) {
-        log_git("cannot open %s: %s", config->git_url, err);
+        log_git_warn("cannot open %s: %s", config->git_url, err);
         free(g);
         return r;
     }
@@ -253,7 +246,7 @@ int agent_git_open(const struct agent_config *config, sd_event *event,
                                         .credentials = credentials};
         r = status_git_open(&to, &g->status, err, sizeof(err));
         if (r < 0) {
-            log_git("cannot open the status branch %s: %s", config->status_branch, err);
+            log_git_warn("cannot open the status branch %s: %s", config->status_branch, err);
             agent_git_free(g);
             return r;
         }
@@ -272,7 +265,7 @@ int agent_git_open(const struct agent_config *config, sd_event *event,
     start_watching(g);
     fetch(g);
     if (!g->info.commit[0] && g->info.fetch_error[0])
-        log_git("no commit to serve yet: %s", g->info.fetch_error);
+        log_git_warn("no commit to serve yet: %s", g->info.fetch_error);
     *out = g;
     return 0;
 }
@@ -332,7 +325,7 @@ int agent_git_push_revert(struct agent_git *g, const char *service, const char *
                                    g->config->author_name, g->config->author_email, commit, err,
                                    sizeof(err));
     if (r < 0)
-        log_git("cannot push %s: %s", branch, err);
+        log_git_warn("cannot push %s: %s", branch, err);
     else
         log_git("pushed %s (%.12s): %s", branch, commit, message);
     return r;
@@ -347,7 +340,7 @@ int agent_git_publish_status(struct agent_git *g, const struct status_file *file
         return 0;
     int r = status_git_publish(g->status, files, count, message, commit, err, sizeof(err));
     if (r < 0)
-        log_git("cannot publish status: %s", err);
+        log_git_warn("cannot publish status: %s", err);
     return r;
 }
 

@@ -40,7 +40,7 @@ static const char usage[] =
     "usage: rolld run [--config FILE] [--source DIR | --git URL [--branch B] [--dir D]]\n"
     "                 [--state-dir DIR] [--policies DIR] [--haproxy PATH] [--pin-header NAME]\n"
     "                 [--port-range LOW-HIGH] [--debounce-ms N] [--fetch-interval SECONDS]\n"
-    "                 [--no-watch]\n"
+    "                 [--no-watch] [--metrics-listen HOST:PORT] [--log-format text|json]\n"
     "                 [--status-branch B | --no-status-git] [--name NAME]\n"
     "                 [--cpus N] [--memory BYTES|NMi|NGi] [--gpus 0,1,...] [--check]\n"
     "The config file (default " CONFIG_DEFAULT_PATH " when neither --config nor a source\n"
@@ -58,6 +58,8 @@ int cli_run(int argc, char **argv)
         {"status-branch", required_argument, NULL, 'S'},
         {"no-status-git", no_argument, NULL, 'N'},
         {"no-watch", no_argument, NULL, 'W'},
+        {"metrics-listen", required_argument, NULL, 'L'},
+        {"log-format", required_argument, NULL, 'l'},
         {"name", required_argument, NULL, 'n'},
         {"state-dir", required_argument, NULL, 'd'},
         {"policies", required_argument, NULL, 'p'},
@@ -134,6 +136,17 @@ int cli_run(int argc, char **argv)
             break;
         case 'W':
             config.git_watch = false;
+            break;
+        case 'L':
+            set_text(&config.metrics_listen, optarg);
+            break;
+        case 'l':
+            if (!strcmp(optarg, "json") || !strcmp(optarg, "text")) {
+                config.log_format = !strcmp(optarg, "json") ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT;
+            } else {
+                fprintf(stderr, "rolld run: --log-format %s: text or json\n", optarg);
+                result = 2;
+            }
             break;
         case 'N':
             config.status_git = false;
