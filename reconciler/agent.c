@@ -1272,7 +1272,8 @@ static int on_control(sd_event_source *source, int fd, uint32_t revents, void *u
         a->snapshot_stale = true;
         reconcile(a, NULL, COMMAND_NONE);
         reply = json_pack("{s:b, s:s}", "ok", 1, "message",
-                          a->git ? "fetched and read again" : "source read again");
+                          a->git ? "fetch started; the source is read again when it ends"
+                                 : "source read again");
     } else if (command && service && to && !strcmp(command, "rollback")) {
         char message[512];
         bool ok = rollback_to(a, service, to, message, sizeof(message));

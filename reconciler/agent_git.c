@@ -1,6 +1,8 @@
 #include "agent_git.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
@@ -22,7 +24,14 @@ struct agent_git {
     sd_event *event;
     agent_git_changed_fn changed;
     void *userdata;
-    struct git_source *source;
+    struct git_source *source;  /* the loop's handle: snapshots, signatures, reverts */
+    struct git_source *fetcher; /* the fetch thread's handle on the same clone */
+    pthread_t thread;
+    bool in_flight, again;
+    int done_pipe[2];
+    sd_event_source *fetch_done;
+    int job_status;
+    struct git_fetch_result job_result;
     struct status_git *status;
     sd_event_source *fetch_timer, *watch_dir, *watch_heads, *watch_debounce;
     struct agent_git_info info;
@@ -108,11 +117,10 @@ static void schedule_fetch(struct agent_git *g)
 }
 
 /* One fetch; tells the agent when the head moved. */
-static void fetch(struct agent_git *g)
+/* What a fetch found: the head, an error, a rewritten branch. */
+static void fetch_finished(struct agent_git *g, int r, const struct git_fetch_result *fetched)
 {
-    struct git_fetch_result result;
-    memset(&result, 0, sizeof(result));
-    int r = git_source_fetch(g->source, &result);
+    const struct git_fetch_result result = *fetched;
     struct agent_git_info *info = &g->info;
     if (r < 0) {
         bool first = !info->fetch_error[0];
@@ -154,6 +162,55 @@ static void fetch(struct agent_git *g)
         g->changed(g->userdata);
     }
     schedule_fetch(g);
+}
+
+/* Fetches run on a thread of their own, with their own handle on the clone:
+ * a slow remote (libgit2 1.5 has no network timeouts of its own) or a big
+ * pack never stalls the loop, so the watchdog keeps meaning "the loop runs".
+ * One at a time; a request while one runs makes another follow it. */
+static void *fetch_thread(void *userdata)
+{
+    struct agent_git *g = userdata;
+    memset(&g->job_result, 0, sizeof(g->job_result));
+    g->job_status = git_source_fetch(g->fetcher, &g->job_result);
+    char done = 1;
+    if (write(g->done_pipe[1], &done, 1) < 0) {
+        /* the loop then learns of it at the next fetch_timeout poll */
+    }
+    return NULL;
+}
+
+static void fetch(struct agent_git *g)
+{
+    if (g->in_flight) {
+        g->again = true;
+        return;
+    }
+    g->in_flight = true;
+    if (pthread_create(&g->thread, NULL, fetch_thread, g) != 0) {
+        g->in_flight = false;
+        struct git_fetch_result failed = {.error = "cannot start a fetch thread"};
+        memcpy(failed.commit, g->info.commit, sizeof(failed.commit));
+        fetch_finished(g, -EAGAIN, &failed);
+    }
+}
+
+static int on_fetch_done(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+{
+    struct agent_git *g = userdata;
+    char byte;
+    while (read(fd, &byte, 1) == 1) {
+    }
+    if (!g->in_flight)
+        return 0;
+    pthread_join(g->thread, NULL);
+    g->in_flight = false;
+    fetch_finished(g, g->job_status, &g->job_result);
+    if (g->again) {
+        g->again = false;
+        fetch(g);
+    }
+    return 0;
 }
 
 static int on_fetch_timer(sd_event_source *source, uint64_t usec, void *userdata)
@@ -231,10 +288,17 @@ int agent_git_open(const struct agent_config *config, sd_event *event,
                                     .directory = config->git_directory,
                                     .clone_dir = source_dir,
                                     .credentials = credentials};
+    g->done_pipe[0] = g->done_pipe[1] = -1;
     int r = git_source_open(&so, &g->source, err, sizeof(err));
+    if (r >= 0)
+        r = git_source_open(&so, &g->fetcher, err, sizeof(err));
+    if (r >= 0 && pipe2(g->done_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+        r = -errno;
+    if (r >= 0)
+        r = sd_event_add_io(event, &g->fetch_done, g->done_pipe[0], EPOLLIN, on_fetch_done, g);
     if (r < 0) {
-        log_git_warn("cannot open %s: %s", config->git_url, err);
-        free(g);
+        log_git_warn("cannot open %s: %s", config->git_url, err[0] ? err : strerror(-r));
+        agent_git_free(g);
         return r;
     }
     if (config->status_git) {
@@ -263,7 +327,10 @@ int agent_git_open(const struct agent_config *config, sd_event *event,
                       on_watch_debounce, g);
     sd_event_source_set_enabled(g->watch_debounce, SD_EVENT_OFF);
     start_watching(g);
-    fetch(g);
+    /* the first fetch before the first pass: the agent starts from a commit */
+    struct git_fetch_result first;
+    memset(&first, 0, sizeof(first));
+    fetch_finished(g, git_source_fetch(g->fetcher, &first), &first);
     if (!g->info.commit[0] && g->info.fetch_error[0])
         log_git_warn("no commit to serve yet: %s", g->info.fetch_error);
     *out = g;
@@ -274,6 +341,14 @@ void agent_git_free(struct agent_git *g)
 {
     if (!g)
         return;
+    if (g->in_flight)
+        pthread_join(g->thread, NULL);
+    sd_event_source_disable_unref(g->fetch_done);
+    if (g->done_pipe[0] >= 0)
+        close(g->done_pipe[0]);
+    if (g->done_pipe[1] >= 0)
+        close(g->done_pipe[1]);
+    git_source_free(g->fetcher);
     sd_event_source_disable_unref(g->fetch_timer);
     sd_event_source_disable_unref(g->watch_dir);
     sd_event_source_disable_unref(g->watch_heads);

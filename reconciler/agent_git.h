@@ -40,7 +40,8 @@ int agent_git_open(const struct agent_config *config, sd_event *event,
                    agent_git_changed_fn changed, void *userdata, struct agent_git **out);
 void agent_git_free(struct agent_git *git);
 
-/* Fetch now (rolld sync, SIGHUP). Synchronous: the snapshot is fresh on return. */
+/* Fetch now (rolld sync, SIGHUP), on the fetch thread; the changed callback
+ * follows when the head moved. */
 void agent_git_fetch_now(struct agent_git *git);
 
 const struct agent_git_info *agent_git_info(const struct agent_git *git);
