@@ -30,7 +30,6 @@
 #include "spec_store.h"
 #include "state.h"
 #include "status.h"
-#include "status_doc.h"
 
 #define MAX_STEPS_PER_PASS 32
 
@@ -401,26 +400,18 @@ static void schedule_publish(struct agent *a)
     sd_event_source_set_enabled(a->publish, SD_EVENT_ONESHOT);
 }
 
-static int compare_docs(const void *x, const void *y)
-{
-    const json_t *const *a = x, *const *b = y;
-    return strcmp(json_string_value(json_object_get(*a, "service")),
-                  json_string_value(json_object_get(*b, "service")));
-}
-
-/* Commits every service's status document and STATUS.md to the status
- * branch; status_git makes no commit when nothing changed. */
+/* Hands every service's status document to the status branch writer, which
+ * commits them (and STATUS.md, made from every agent's files on the
+ * branch) on its own thread; no commit when nothing changed. */
 static int on_publish(sd_event_source *source, uint64_t usec, void *userdata)
 {
     struct agent *a = userdata;
     a->publish_pending = false;
-    size_t n = 0, slots = a->count + a->gone_count + 1;
-    struct status_file *files = calloc(a->count + a->gone_count + 1, sizeof(*files));
-    char **texts = calloc(a->count + 1, sizeof(*texts));
-    char **paths = calloc(a->count + a->gone_count + 1, sizeof(*paths));
-    const json_t **docs = calloc(a->count + 1, sizeof(*docs));
-    size_t ndocs = 0;
-    if (!files || !texts || !paths || !docs)
+    size_t slots = a->count + a->gone_count, n = 0;
+    struct status_file *files = calloc(slots ? slots : 1, sizeof(*files));
+    char **texts = calloc(slots ? slots : 1, sizeof(*texts));
+    char **paths = calloc(slots ? slots : 1, sizeof(*paths));
+    if (!files || !texts || !paths)
         goto out;
     for (size_t i = 0; i < a->count; i++) {
         struct managed *m = &a->services[i];
@@ -435,53 +426,41 @@ static int on_publish(sd_event_source *source, uint64_t usec, void *userdata)
             status_write_yaml(stable, f);
             fclose(f);
         }
-        docs[ndocs++] = stable; /* STATUS.md too changes only with the documents */
-        if (asprintf(&paths[n], "status/%s.yaml", m->state->name) < 0 || !texts[n])
+        json_decref(stable);
+        if (!texts[n] || asprintf(&paths[n], "status/%s.yaml", m->state->name) < 0) {
+            free(texts[n]);
+            texts[n] = paths[n] = NULL;
             continue;
+        }
         files[n] = (struct status_file){paths[n], texts[n], length};
         n++;
     }
     size_t own = n;
     for (size_t i = 0; i < a->gone_count; i++) {
-        if (asprintf(&paths[n], "status/%s.yaml", a->gone[i]) < 0)
+        if (asprintf(&paths[n], "status/%s.yaml", a->gone[i]) < 0) {
+            paths[n] = NULL;
             continue;
-        files[n++] = (struct status_file){paths[n - 1], NULL, 0};
+        }
+        files[n] = (struct status_file){paths[n], NULL, 0};
+        n++;
     }
-    qsort(docs, ndocs, sizeof(*docs), compare_docs);
-    char *markdown = status_markdown((const json_t *const *)docs, ndocs, a->options->name, NULL);
-    struct status_file *all = realloc(files, (n + 1) * sizeof(*files));
-    if (all && markdown) {
-        files = all;
-        files[n++] = (struct status_file){"STATUS.md", markdown, strlen(markdown)};
-    }
-    char message[512], commit[GIT_OID_TEXT];
+    char message[512];
     snprintf(message, sizeof(message), "rolld status from %s: %zu services", a->options->name,
              own);
-    if (agent_git_publish_status(a->git, files, n, message, commit) < 0) {
-        /* try again later: the resync pass calls write_status, which does not
-         * see a change; so schedule here */
-        a->publish_pending = true;
-        uint64_t now;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
-        sd_event_source_set_time(a->publish, now + 5000000ULL);
-        sd_event_source_set_enabled(a->publish, SD_EVENT_ONESHOT);
-    } else {
+    /* the writer keeps deletions until they are committed */
+    if (agent_git_publish_status(a->git, files, n, message) == 0) {
         for (size_t i = 0; i < a->gone_count; i++)
             free(a->gone[i]);
         a->gone_count = 0;
     }
-    free(markdown);
 out:
-    for (size_t i = 0; i < slots && paths; i++)
+    for (size_t i = 0; i < slots && paths; i++) {
         free(paths[i]);
-    for (size_t i = 0; i < a->count + 1 && texts; i++)
         free(texts[i]);
-    for (size_t i = 0; i < ndocs; i++)
-        json_decref((json_t *)docs[i]);
+    }
     free(paths);
     free(texts);
     free(files);
-    free(docs);
     return 0;
 }
 
@@ -1512,6 +1491,8 @@ int agent_run(const struct agent_config *given)
     save_state(a);
     if (a->publish_pending)
         on_publish(a->publish, 0, a); /* the last word goes to the status branch too */
+    if (a->git)
+        agent_git_publish_flush(a->git);
     unlink(a->control_path);
     for (size_t i = 0; i < a->count; i++)
         managed_clear(&a->services[i]);

@@ -14,10 +14,19 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "status_doc.h"
 #include "signature.h"
 
 #define BACKOFF_MAX_S 300
 #define WATCH_DEBOUNCE_MS 20
+
+#define PUBLISH_RETRY_S 5
+
+struct publish_set {
+    struct status_file *files; /* owned copies */
+    size_t count;
+    char *message;
+};
 
 struct agent_git {
     const struct agent_config *config;
@@ -33,6 +42,14 @@ struct agent_git {
     int job_status;
     struct git_fetch_result job_result;
     struct status_git *status;
+    /* the status branch: one set being pushed on its thread, one waiting */
+    struct publish_set pushing, waiting;
+    bool publishing, retry_armed;
+    pthread_t publish_thread_id;
+    int publish_pipe[2];
+    sd_event_source *publish_done, *publish_retry;
+    int publish_result;
+    char publish_commit[GIT_OID_TEXT], publish_error[512];
     sd_event_source *fetch_timer, *watch_dir, *watch_heads, *watch_debounce;
     struct agent_git_info info;
     char trusted_path[PATH_MAX];
@@ -264,6 +281,154 @@ static void start_watching(struct agent_git *g)
                 (long long)g->config->fetch_interval_s);
 }
 
+static void publish_set_free(struct publish_set *set)
+{
+    for (size_t i = 0; i < set->count; i++) {
+        free((char *)set->files[i].path);
+        free((char *)set->files[i].content);
+    }
+    free(set->files);
+    free(set->message);
+    memset(set, 0, sizeof(*set));
+}
+
+static bool publish_set_has(const struct publish_set *set, const char *path)
+{
+    for (size_t i = 0; i < set->count; i++)
+        if (!strcmp(set->files[i].path, path))
+            return true;
+    return false;
+}
+
+/* Adds a copy of files to set (a path already there is not added again). */
+static int publish_set_add(struct publish_set *set, const struct status_file *files, size_t count,
+                           bool deletions_only)
+{
+    struct status_file *grown = realloc(set->files, (set->count + count + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    set->files = grown;
+    for (size_t i = 0; i < count; i++) {
+        if ((deletions_only && files[i].content) || publish_set_has(set, files[i].path))
+            continue;
+        struct status_file *f = &set->files[set->count];
+        f->path = strdup(files[i].path);
+        f->content = files[i].content ? malloc(files[i].length + 1) : NULL;
+        f->length = files[i].length;
+        if (!f->path || (files[i].content && !f->content)) {
+            free((char *)f->path);
+            free((char *)f->content);
+            return -ENOMEM;
+        }
+        if (f->content)
+            memcpy((char *)f->content, files[i].content, files[i].length);
+        set->count++;
+    }
+    return 0;
+}
+
+static void *publish_thread(void *userdata)
+{
+    struct agent_git *g = userdata;
+    g->publish_result = status_git_publish(g->status, g->pushing.files, g->pushing.count,
+                                           g->pushing.message, g->publish_commit,
+                                           g->publish_error, sizeof(g->publish_error));
+    char done = 1;
+    if (write(g->publish_pipe[1], &done, 1) < 0) {
+        /* agent_git_publish_flush joins the thread anyway */
+    }
+    return NULL;
+}
+
+static void publish_start(struct agent_git *g)
+{
+    if (g->publishing || !g->waiting.files || g->retry_armed)
+        return;
+    g->pushing = g->waiting;
+    memset(&g->waiting, 0, sizeof(g->waiting));
+    g->publishing = true;
+    if (pthread_create(&g->publish_thread_id, NULL, publish_thread, g) != 0) {
+        g->publishing = false;
+        g->waiting = g->pushing;
+        memset(&g->pushing, 0, sizeof(g->pushing));
+        log_git_warn("cannot start a thread to publish the status");
+    }
+}
+
+/* A push ended: on failure the set waits again (unless a newer one came,
+ * which keeps the failed set's deletions) and is retried a bit later. */
+static void publish_finished(struct agent_git *g)
+{
+    pthread_join(g->publish_thread_id, NULL);
+    g->publishing = false;
+    if (g->publish_result < 0) {
+        log_git_warn("cannot publish status: %s; trying again in %ds", g->publish_error,
+                     PUBLISH_RETRY_S);
+        if (g->waiting.files) {
+            publish_set_add(&g->waiting, g->pushing.files, g->pushing.count, true);
+            publish_set_free(&g->pushing);
+        } else {
+            g->waiting = g->pushing;
+            memset(&g->pushing, 0, sizeof(g->pushing));
+        }
+        uint64_t now;
+        sd_event_now(g->event, CLOCK_MONOTONIC, &now);
+        sd_event_source_set_time(g->publish_retry, now + PUBLISH_RETRY_S * 1000000ULL);
+        sd_event_source_set_enabled(g->publish_retry, SD_EVENT_ONESHOT);
+        g->retry_armed = true;
+        return;
+    }
+    publish_set_free(&g->pushing);
+    publish_start(g);
+}
+
+static int on_publish_done(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+{
+    struct agent_git *g = userdata;
+    char byte;
+    while (read(fd, &byte, 1) == 1) {
+    }
+    if (g->publishing)
+        publish_finished(g);
+    return 0;
+}
+
+static int on_publish_retry(sd_event_source *source, uint64_t usec, void *userdata)
+{
+    struct agent_git *g = userdata;
+    g->retry_armed = false;
+    publish_start(g);
+    return 0;
+}
+
+/* STATUS.md from every status file on the branch, this agent's and the
+ * others' (each agent writes its own services' files). */
+static char *status_summary(void *userdata, const struct status_file *files, size_t count,
+                            size_t *length)
+{
+    const json_t **docs = calloc(count ? count : 1, sizeof(*docs));
+    size_t n = 0;
+    if (!docs)
+        return NULL;
+    for (size_t i = 0; i < count; i++) {
+        size_t len = strlen(files[i].path);
+        if (len < 6 || strcmp(files[i].path + len - 5, ".yaml") != 0)
+            continue;
+        json_t *doc = status_doc_parse_yaml(files[i].content, files[i].length);
+        if (doc && json_is_string(json_object_get(doc, "service")))
+            docs[n++] = doc;
+        else
+            json_decref(doc);
+    }
+    char *text = status_markdown(docs, n, NULL, NULL);
+    for (size_t i = 0; i < n; i++)
+        json_decref((json_t *)docs[i]);
+    free(docs);
+    if (text)
+        *length = strlen(text);
+    return text;
+}
+
 int agent_git_open(const struct agent_config *config, sd_event *event,
                    agent_git_changed_fn changed, void *userdata, struct agent_git **out)
 {
@@ -289,6 +454,7 @@ int agent_git_open(const struct agent_config *config, sd_event *event,
                                     .clone_dir = source_dir,
                                     .credentials = credentials};
     g->done_pipe[0] = g->done_pipe[1] = -1;
+    g->publish_pipe[0] = g->publish_pipe[1] = -1;
     int r = git_source_open(&so, &g->source, err, sizeof(err));
     if (r >= 0)
         r = git_source_open(&so, &g->fetcher, err, sizeof(err));
@@ -302,13 +468,28 @@ int agent_git_open(const struct agent_config *config, sd_event *event,
         return r;
     }
     if (config->status_git) {
-        struct status_git_options to = {.url = config->git_url,
+        struct status_git_options to = {.spec_branch = config->git_branch,
+                                        .summary = status_summary,
+                                        .summary_userdata = g,
+                                        .summary_dir = "status",
+                                        .summary_path = "STATUS.md",
+                                        .url = config->git_url,
                                         .branch = config->status_branch,
                                         .clone_dir = status_dir,
                                         .author_name = config->author_name,
                                         .author_email = config->author_email,
                                         .credentials = credentials};
         r = status_git_open(&to, &g->status, err, sizeof(err));
+        if (r >= 0 && pipe2(g->publish_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+            r = -errno;
+        if (r >= 0)
+            r = sd_event_add_io(event, &g->publish_done, g->publish_pipe[0], EPOLLIN,
+                                on_publish_done, g);
+        if (r >= 0) {
+            r = sd_event_add_time(event, &g->publish_retry, CLOCK_MONOTONIC, UINT64_MAX, 100000,
+                                  on_publish_retry, g);
+            sd_event_source_set_enabled(g->publish_retry, SD_EVENT_OFF);
+        }
         if (r < 0) {
             log_git_warn("cannot open the status branch %s: %s", config->status_branch, err);
             agent_git_free(g);
@@ -343,6 +524,15 @@ void agent_git_free(struct agent_git *g)
         return;
     if (g->in_flight)
         pthread_join(g->thread, NULL);
+    if (g->publishing)
+        pthread_join(g->publish_thread_id, NULL);
+    publish_set_free(&g->pushing);
+    publish_set_free(&g->waiting);
+    sd_event_source_disable_unref(g->publish_done);
+    sd_event_source_disable_unref(g->publish_retry);
+    for (int i = 0; i < 2; i++)
+        if (g->publish_pipe[i] >= 0)
+            close(g->publish_pipe[i]);
     sd_event_source_disable_unref(g->fetch_done);
     if (g->done_pipe[0] >= 0)
         close(g->done_pipe[0]);
@@ -407,16 +597,38 @@ int agent_git_push_revert(struct agent_git *g, const char *service, const char *
 }
 
 int agent_git_publish_status(struct agent_git *g, const struct status_file *files, size_t count,
-                             const char *message, char commit[GIT_OID_TEXT])
+                             const char *message)
 {
-    char err[512] = "";
-    commit[0] = 0;
     if (!g->status)
         return 0;
-    int r = status_git_publish(g->status, files, count, message, commit, err, sizeof(err));
-    if (r < 0)
-        log_git_warn("cannot publish status: %s", err);
-    return r;
+    struct publish_set next = {0};
+    int r = publish_set_add(&next, files, count, false);
+    if (r == 0 && g->waiting.files)
+        r = publish_set_add(&next, g->waiting.files, g->waiting.count, true);
+    if (r == 0 && !(next.message = strdup(message)))
+        r = -ENOMEM;
+    if (r < 0) {
+        publish_set_free(&next);
+        return r;
+    }
+    publish_set_free(&g->waiting);
+    g->waiting = next;
+    publish_start(g);
+    return 0;
+}
+
+void agent_git_publish_flush(struct agent_git *g)
+{
+    if (!g || !g->status)
+        return;
+    if (g->publishing)
+        publish_finished(g);
+    if (g->waiting.files && !g->publishing) {
+        g->retry_armed = false;
+        publish_start(g);
+        if (g->publishing)
+            publish_finished(g);
+    }
 }
 
 bool agent_git_status_enabled(const struct agent_git *g)

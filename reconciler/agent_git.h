@@ -60,9 +60,14 @@ int agent_git_push_revert(struct agent_git *git, const char *service, const char
                           const char *text, size_t length, const char *message, char *branch,
                           size_t branch_size);
 
-/* Commits and pushes status files to the status branch (see status_git.h). */
+/* Commits and pushes status files to the status branch (see status_git.h)
+ * on a thread of its own: takes a copy and returns at once. A set handed
+ * over while another is being pushed replaces it (deletions carried over);
+ * a failed push is retried after a few seconds unless a newer set came. */
 int agent_git_publish_status(struct agent_git *git, const struct status_file *files, size_t count,
-                             const char *message, char commit[GIT_OID_TEXT]);
+                             const char *message);
+/* Waits for the status being pushed and pushes the one waiting (at exit). */
+void agent_git_publish_flush(struct agent_git *git);
 
 bool agent_git_status_enabled(const struct agent_git *git);
 

@@ -55,6 +55,9 @@ struct status_git {
     char *author_name, *author_email;
     char *ssh_key, *ssh_public_key, *token_file, *username;
     int timeout_seconds;
+    status_git_summary_fn summary;
+    void *summary_userdata;
+    char *summary_dir, *summary_path;
     struct status_git_stats stats;
     struct status_git_test_hooks hooks;
 };
@@ -689,6 +692,62 @@ static bool tree_holds(git_tree *tree, const char *path)
     return true;
 }
 
+/* Sets the summary file of the tree tree_id from the status files in it. */
+static int summary_add(struct status_git *s, git_oid *tree_id, char *err, size_t err_size)
+{
+    git_tree *tree = NULL, *dir = NULL;
+    git_tree_entry *dir_entry = NULL;
+    struct status_file *files = NULL;
+    git_blob **blobs = NULL;
+    size_t n = 0;
+    int r = 0, code;
+    if ((code = git_tree_lookup(&tree, s->repo, tree_id)) < 0)
+        return clone_failure(s, code, "cannot read the new tree", err, err_size);
+    if (git_tree_entry_bypath(&dir_entry, tree, s->summary_dir) == 0 &&
+        git_tree_entry_type(dir_entry) == GIT_OBJECT_TREE &&
+        git_tree_lookup(&dir, s->repo, git_tree_entry_id(dir_entry)) == 0) {
+        size_t total = git_tree_entrycount(dir);
+        files = calloc(total ? total : 1, sizeof(*files));
+        blobs = calloc(total ? total : 1, sizeof(*blobs));
+        if (!files || !blobs) {
+            r = -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < total; i++) {
+            const git_tree_entry *e = git_tree_entry_byindex(dir, i);
+            if (git_tree_entry_type(e) != GIT_OBJECT_BLOB ||
+                git_blob_lookup(&blobs[n], s->repo, git_tree_entry_id(e)) < 0)
+                continue;
+            files[n].path = git_tree_entry_name(e);
+            files[n].content = git_blob_rawcontent(blobs[n]);
+            files[n].length = (size_t)git_blob_rawsize(blobs[n]);
+            n++;
+        }
+    }
+    size_t length = 0;
+    char *text = s->summary(s->summary_userdata, files, n, &length);
+    if (text) {
+        git_tree_update update = {.action = GIT_TREE_UPDATE_UPSERT,
+                                  .filemode = GIT_FILEMODE_BLOB,
+                                  .path = s->summary_path};
+        code = git_blob_create_from_buffer(&update.id, s->repo, text, length);
+        if (code == 0)
+            code = git_tree_create_updated(tree_id, s->repo, tree, 1, &update);
+        if (code < 0)
+            r = clone_failure(s, code, "cannot write the summary", err, err_size);
+        free(text);
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        git_blob_free(blobs[i]);
+    free(blobs);
+    free(files);
+    git_tree_entry_free(dir_entry);
+    git_tree_free(dir);
+    git_tree_free(tree);
+    return r;
+}
+
 /* The tree of tip (NULL: none) with files set or removed, and whether it is
  * the tip's tree (no tip: whether it is empty). */
 static int tree_build(struct status_git *s, git_commit *tip, const struct status_file *files,
@@ -735,6 +794,8 @@ static int tree_build(struct status_git *s, git_commit *tip, const struct status
         r = clone_failure(s, code, "cannot build the tree", err, err_size);
         goto out;
     }
+    if (s->summary && (r = summary_add(s, tree_id, err, err_size)) < 0)
+        goto out;
     if (base) {
         *unchanged = git_oid_equal(tree_id, git_tree_id(base));
     } else {
@@ -1051,6 +1112,8 @@ void status_git_free(struct status_git *s)
     free(s->fetch_refspec);
     free(s->push_refspec);
     free(s->author_name);
+    free(s->summary_dir);
+    free(s->summary_path);
     free(s->author_email);
     free(s->ssh_key);
     free(s->ssh_public_key);
@@ -1131,6 +1194,10 @@ int status_git_open(const struct status_git_options *options, struct status_git 
     s->ssh_public_key = dup_or_null(options->credentials.ssh_public_key);
     s->token_file = dup_or_null(options->credentials.token_file);
     s->username = dup_or_null(options->credentials.username);
+    s->summary = options->summary;
+    s->summary_userdata = options->summary_userdata;
+    s->summary_dir = strdup(options->summary_dir ? options->summary_dir : "status");
+    s->summary_path = strdup(options->summary_path ? options->summary_path : "STATUS.md");
     s->branch_ref = text_join("refs/heads/", "", branch);
     s->tracking_ref = text_join("refs/remotes/" REMOTE_NAME "/", "", branch);
     if (asprintf(&s->fetch_refspec, "+refs/heads/%s:refs/remotes/" REMOTE_NAME "/%s", branch,
@@ -1140,6 +1207,7 @@ int status_git_open(const struct status_git_options *options, struct status_git 
         s->push_refspec = NULL;
     if (!s->branch || !s->clone_dir || !s->display_url || !s->author_name || !s->author_email ||
         !s->branch_ref || !s->tracking_ref || !s->fetch_refspec || !s->push_refspec ||
+        !s->summary_dir || !s->summary_path ||
         (options->credentials.ssh_key && !s->ssh_key) ||
         (options->credentials.ssh_public_key && !s->ssh_public_key) ||
         (options->credentials.token_file && !s->token_file) ||

@@ -62,6 +62,16 @@
 
 #include "source_git.h"
 
+struct status_file;
+
+/* A file made from the status files of the tree about to be committed
+ * (every writer's, not only this one's), e.g. STATUS.md: files are the
+ * blobs under summary_dir, in path order. Returns malloc'd text, or NULL to
+ * leave the summary as it is. Called on every attempt, so a summary redone
+ * on top of another writer's commit includes that writer's files. */
+typedef char *(*status_git_summary_fn)(void *userdata, const struct status_file *files,
+                                       size_t count, size_t *length);
+
 struct status_git_options {
     const char *url;       /* the remote, as for the source; git's url.<base>.insteadOf
                               and pushInsteadOf apply (read once, at open) */
@@ -74,6 +84,10 @@ struct status_git_options {
     int timeout_seconds;     /* deadline of one fetch or push; 0: 300 */
     const char *spec_branch; /* the source's branch: refused as the status branch
                                 (-EINVAL); NULL: not checked */
+    status_git_summary_fn summary; /* NULL: no summary file */
+    void *summary_userdata;
+    const char *summary_dir;  /* the status files it reads, e.g. "status" */
+    const char *summary_path; /* the file it writes, e.g. "STATUS.md" */
 };
 
 struct status_file {
