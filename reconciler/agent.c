@@ -1106,18 +1106,18 @@ static void reload_config(struct agent *a)
         config_clear(&next);
         return;
     }
-    bool restart = (next.source_kind != c->source_kind) ||
-                   (next.git_url && (!c->git_url || strcmp(next.git_url, c->git_url))) ||
-                   (next.state_dir && strcmp(next.state_dir, c->state_dir)) ||
-                   next.port_min != c->port_min || next.port_max != c->port_max ||
-                   (next.metrics_listen && (!c->metrics_listen ||
-                                            strcmp(next.metrics_listen, c->metrics_listen)));
+    /* options given on the command line win over the file, as at start */
+    bool restart = (next.source_kind == SOURCE_GIT && c->source_kind == SOURCE_GIT &&
+                    strcmp(next.git_url, c->git_url) != 0) ||
+                   (next.metrics_listen && c->metrics_listen &&
+                    strcmp(next.metrics_listen, c->metrics_listen) != 0);
     if (restart)
-        log_warn("SIGHUP: a change of source, state dir, ports or listen address takes a "
-                 "restart; the rest is applied");
+        log_warn("SIGHUP: a new source or listen address takes a restart; the rest is "
+                 "applied");
     c->inventory = next.inventory;
     if (c->inventory.declared && c->inventory.cpus <= 0)
         c->inventory.cpus = 1e9;
+    process_backend_set_gpus(a->compute.instance, c->inventory.gpus, c->inventory.gpu_count);
     c->fetch_interval_s = next.fetch_interval_s;
     c->log_format = next.log_format;
     c->revert_branches = next.revert_branches;

@@ -1298,3 +1298,11 @@ int process_backend_new(sd_event *event, const struct process_config *config,
     (void)wall_ms;
     return 0;
 }
+
+void process_backend_set_gpus(void *instance, const int *gpus, size_t count)
+{
+    struct backend *b = instance;
+    b->gpu_count = 0;
+    for (size_t g = 0; g < count && g < 64; g++)
+        b->gpus[b->gpu_count++] = gpus[g];
+}

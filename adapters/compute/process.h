@@ -28,6 +28,10 @@ struct process_config {
     size_t gpu_count;
 };
 
+/* The GPU devices new replicas are placed on, after the host's inventory
+ * changed (SIGHUP); running replicas keep theirs. instance: the adapter's. */
+void process_backend_set_gpus(void *instance, const int *gpus, size_t count);
+
 /* Creates the backend; previous, when not NULL, is the to_json() of an
  * earlier run, whose replicas are adopted when they still run. */
 int process_backend_new(sd_event *event, const struct process_config *config,
