@@ -1433,10 +1433,6 @@ int agent_run(const struct agent_config *given)
     json_t *replicas = NULL;
     if ((r = sd_event_default(&a->event)) < 0 || (r = load_state(a, &replicas)) < 0)
         return 1;
-    /* WatchdogSec=: sd-event sends WATCHDOG=1 from the loop itself, so a hung
-     * loop (not just a live process) is what systemd restarts */
-    if ((r = sd_event_set_watchdog(a->event, 1)) < 0)
-        return 1;
 
     char haproxy_dir[4200];
     snprintf(haproxy_dir, sizeof(haproxy_dir), "%s/haproxy", options->state_dir);
@@ -1484,6 +1480,12 @@ int agent_run(const struct agent_config *given)
     }
     a->snapshot_stale = true;
     reconcile(a, NULL, COMMAND_NONE);
+    /* WatchdogSec=: from here on sd-event sends WATCHDOG=1 from the loop
+     * itself, so a hung loop (not just a live process) is what systemd
+     * restarts; not before READY=1, since any WATCHDOG=1 arms systemd's
+     * watchdog and a first pass (a first clone) may take longer */
+    if ((r = sd_event_set_watchdog(a->event, 1)) < 0)
+        log_warn("cannot feed the watchdog: %s", strerror(-r));
     log_line("running: %zu services from %s, state in %s", a->count,
              a->git ? options->git_url : options->source_path, options->state_dir);
     r = sd_event_loop(a->event);

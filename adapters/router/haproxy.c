@@ -449,6 +449,10 @@ static int start_or_reload(struct haproxy *h)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         setsid();
+        /* systemd's notify socket and watchdog are the agent's, not HAProxy's */
+        unsetenv("NOTIFY_SOCKET");
+        unsetenv("WATCHDOG_USEC");
+        unsetenv("WATCHDOG_PID");
         char log[4200];
         snprintf(log, sizeof(log), "%s/haproxy.log", h->dir);
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
