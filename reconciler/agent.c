@@ -21,6 +21,7 @@
 #include "agent_git.h"
 #include "autoscale.h"
 #include "log.h"
+#include "metrics.h"
 #include "capacity.h"
 #include "cli.h"
 #include "compute/process.h"
@@ -74,6 +75,7 @@ struct agent {
     bool publish_pending;
     struct policy_set policies;
     struct managed *services;
+    struct metrics *metrics; /* NULL: no metrics endpoint */
     size_t count;
     struct compute_adapter compute;
     struct router_adapter router;
@@ -464,6 +466,61 @@ out:
     return 0;
 }
 
+/* The service's phase, and each version's traffic and replicas as the
+ * status shows them, to the metrics endpoint. */
+static void publish_metrics(struct agent *a, struct managed *m,
+                            const struct status_side_view views[2])
+{
+    if (!a->metrics)
+        return;
+    const struct service_state *s = m->state;
+    struct metrics_service ms = {.name = s->name, .phase = s->phase};
+    for (int side = 0; side < 2; side++) {
+        const struct side_state *st = &s->sides[side];
+        if (!st->used)
+            continue;
+        bool canary = side == s->canary;
+        struct metrics_version *v = &ms.versions[ms.version_count++];
+        v->version_name = json_string_value(json_object_get(st->doc, "version_name"));
+        v->version_id = st->version;
+        v->role = canary ? METRICS_ROLE_CANARY : METRICS_ROLE_PRIMARY;
+        v->traffic_percent = canary ? s->traffic : s->canary >= 0 ? 100 - s->traffic : 100;
+        for (size_t k = 0; k < views[side].count; k++) {
+            v->replicas_desired += views[side].counts[k].desired;
+            v->replicas_ready += views[side].counts[k].ready;
+        }
+    }
+    metrics_service_set(a->metrics, &ms);
+}
+
+/* The rollout events of one transition, counted: the history items after
+ * the one that was last before it (the history keeps its newest 20). */
+static void count_rollout_events(struct agent *a, struct managed *m, const json_t *last_before)
+{
+    const json_t *history = m->state->history;
+    size_t n = json_array_size(history), first = 0;
+    for (size_t i = n; last_before && i-- > 0;)
+        if (json_array_get(history, i) == last_before) {
+            first = i + 1;
+            break;
+        }
+    for (size_t i = first; i < n; i++) {
+        json_t *item = json_array_get(history, i);
+        const char *event = json_string_value(json_object_get(item, "event"));
+        if (!event)
+            continue;
+        if (!strcmp(event, "canary_started"))
+            metrics_rollout_event(a->metrics, m->state->name, "started", NULL);
+        else if (!strcmp(event, "promoted"))
+            metrics_rollout_event(a->metrics, m->state->name, "completed", NULL);
+        else if (!strcmp(event, "rollback_started"))
+            metrics_rollout_event(a->metrics, m->state->name, "rolled_back",
+                                  m->state->rollback_reason
+                                      ? m->state->rollback_reason
+                                      : json_string_value(json_object_get(item, "detail")));
+    }
+}
+
 static void write_status(struct agent *a, struct managed *m, const char *invalid_error)
 {
     struct status_side_view views[2] = {{0}};
@@ -491,6 +548,7 @@ static void write_status(struct agent *a, struct managed *m, const char *invalid
             }
         }
     }
+    publish_metrics(a, m, views);
     json_t *doc = status_document(m->state, views, invalid_error, wall_ms());
     decorate_status(a, m, doc);
     /* compare without the timestamp so an unchanged service is not rewritten */
@@ -764,7 +822,9 @@ static long long reconcile_service(struct agent *a, struct managed *m,
         in.command = step == 0 ? command : COMMAND_NONE;
         enum service_phase before = m->state->phase;
         size_t events = json_array_size(m->state->history);
+        const json_t *last_event = json_array_get(m->state->history, events ? events - 1 : 0);
         struct rollout_result result = rollout_step(m->state, &in);
+        count_rollout_events(a, m, last_event);
         if (m->state->phase != before || json_array_size(m->state->history) != events) {
             json_t *last = json_array_get(m->state->history, json_array_size(m->state->history) - 1);
             log_line("%s: %s (%s%s%s)", m->state->name, service_phase_name(m->state->phase),
@@ -871,6 +931,8 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
                                        enum rollout_command command)
 {
     struct rollout_result command_result = {.reply = "no such service", .command_failed = true};
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
     if (a->snapshot_stale) {
         reload_snapshot(a);
         a->snapshot_stale = false;
@@ -918,6 +980,7 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
     for (size_t i = 0; i < a->count; i++) {
         if (a->services[i].state->removed) {
             remove_status(a, a->services[i].state->name);
+            metrics_service_remove(a->metrics, a->services[i].state->name);
             spec_store_remove(a->options->state_dir, a->services[i].state->name);
             managed_clear(&a->services[i]);
             a->dirty = true;
@@ -932,6 +995,11 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
     }
     schedule_wake(a, wake_at);
     notify_systemd(a);
+    struct timespec ended;
+    clock_gettime(CLOCK_MONOTONIC, &ended);
+    metrics_reconcile_observed(a->metrics, (double)(ended.tv_sec - started.tv_sec) +
+                                               (double)(ended.tv_nsec - started.tv_nsec) / 1e9);
+    metrics_set_ready(a->metrics, true);
     return command_result;
 }
 
@@ -1461,9 +1529,25 @@ int agent_run(const struct agent_config *given)
     sd_event_source_set_enabled(a->wake, SD_EVENT_OFF);
     sd_event_add_time(a->event, &a->publish, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_publish, a);
     sd_event_source_set_enabled(a->publish, SD_EVENT_OFF);
+    if (options->metrics_listen) {
+        char err[512];
+        if (metrics_open(a->event, options->metrics_listen, &a->metrics, err, sizeof(err)) < 0) {
+            log_warn("%s", err);
+            return 1;
+        }
+        metrics_set_build_version(a->metrics, ROLLD_VERSION);
+        log_line("metrics on http://%s/metrics", options->metrics_listen);
+    }
     if (options->source_kind == SOURCE_GIT) {
         if (agent_git_open(options, a->event, on_git_changed, a, &a->git) < 0)
             return 1;
+        /* the first fetch happened inside agent_git_open */
+        const struct agent_git_info *info = agent_git_info(a->git);
+        if (info->fetched_ms)
+            metrics_fetch_succeeded(a->metrics, (double)info->fetched_ms / 1000);
+        else if (info->fetch_error[0])
+            metrics_fetch_failed(a->metrics);
+        agent_git_set_metrics(a->git, a->metrics);
     } else {
         r = sd_event_add_inotify(a->event, NULL, options->source_path,
                                  IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
@@ -1502,6 +1586,7 @@ int agent_run(const struct agent_config *given)
     snapshot_clear(&a->snapshot);
     snapshot_clear(&a->trusted);
     agent_git_free(a->git);
+    metrics_free(a->metrics);
     for (size_t i = 0; i < a->gone_count; i++)
         free(a->gone[i]);
     free(a->gone);

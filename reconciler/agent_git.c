@@ -1,4 +1,5 @@
 #include "agent_git.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +34,7 @@ struct agent_git {
     sd_event *event;
     agent_git_changed_fn changed;
     void *userdata;
+    struct metrics *metrics;
     struct git_source *source;  /* the loop's handle: snapshots, signatures, reverts */
     struct git_source *fetcher; /* the fetch thread's handle on the same clone */
     pthread_t thread;
@@ -144,6 +146,7 @@ static void fetch_finished(struct agent_git *g, int r, const struct git_fetch_re
         snprintf(info->fetch_error, sizeof(info->fetch_error), "%s",
                  result.error[0] ? result.error : strerror(-r));
         info->fetch_failures++;
+        metrics_fetch_failed(g->metrics);
         if (first)
             log_git_warn("fetch failed, serving commit %.12s: %s", info->commit, info->fetch_error);
         if (result.commit[0] && strcmp(result.commit, info->commit) != 0) {
@@ -162,6 +165,7 @@ static void fetch_finished(struct agent_git *g, int r, const struct git_fetch_re
     info->fetch_error[0] = 0;
     info->fetch_failures = 0;
     info->fetched_ms = now_ms();
+    metrics_fetch_succeeded(g->metrics, (double)info->fetched_ms / 1000);
     info->fetches++;
     if (result.rewritten) {
         memcpy(info->rewritten_from, result.previous, sizeof(info->rewritten_from));
@@ -634,4 +638,9 @@ void agent_git_publish_flush(struct agent_git *g)
 bool agent_git_status_enabled(const struct agent_git *g)
 {
     return g && g->status;
+}
+
+void agent_git_set_metrics(struct agent_git *g, struct metrics *metrics)
+{
+    g->metrics = metrics;
 }

@@ -71,4 +71,8 @@ void agent_git_publish_flush(struct agent_git *git);
 
 bool agent_git_status_enabled(const struct agent_git *git);
 
+/* Where fetches are counted from now on (NULL: nowhere). */
+struct metrics;
+void agent_git_set_metrics(struct agent_git *git, struct metrics *metrics);
+
 #endif
