@@ -825,7 +825,10 @@ static long long reconcile_service(struct agent *a, struct managed *m,
         const json_t *last_event = json_array_get(m->state->history, events ? events - 1 : 0);
         struct rollout_result result = rollout_step(m->state, &in);
         count_rollout_events(a, m, last_event);
-        if (m->state->phase != before || json_array_size(m->state->history) != events) {
+        size_t now_events = json_array_size(m->state->history);
+        /* the history keeps its newest 20: a new item is a new last item */
+        if (m->state->phase != before ||
+            (now_events && json_array_get(m->state->history, now_events - 1) != last_event)) {
             json_t *last = json_array_get(m->state->history, json_array_size(m->state->history) - 1);
             log_line("%s: %s (%s%s%s)", m->state->name, service_phase_name(m->state->phase),
                      json_string_value(json_object_get(last, "event")) ?: "",
