@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <git2.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "git_common.h"
 #include "yaml_tree.h"
 
 #define REMOTE_NAME "origin"
 #define DEFAULT_BRANCH "main"
 #define DEFAULT_TIMEOUT_SECONDS 300
-#define SSH_DEFAULT_USER "git"
-#define TOKEN_DEFAULT_USER "x-access-token"
-#define TOKEN_MAX_BYTES 4096
 
 struct git_source {
     git_repository *repo;
@@ -42,69 +39,6 @@ struct git_source {
     int timeout_seconds;
 };
 
-/* ---- libgit2, once ---- */
-
-static pthread_once_t libgit2_once = PTHREAD_ONCE_INIT;
-static int libgit2_status;
-
-static void libgit2_start(void)
-{
-    libgit2_status = git_libgit2_init();
-}
-
-static int libgit2_ready(void)
-{
-    pthread_once(&libgit2_once, libgit2_start);
-    return libgit2_status < 0 ? -EIO : 0;
-}
-
-static const char *libgit2_message(void)
-{
-    const git_error *error = git_error_last();
-    return error && error->message && *error->message ? error->message : "unknown libgit2 error";
-}
-
-/* A libgit2 error code (with git_error_last) as a negative errno. */
-static int libgit2_errno(int code)
-{
-    switch (code) {
-    case GIT_EAUTH:
-    case GIT_ECERTIFICATE:
-        return -EACCES;
-    case GIT_ENOTFOUND:
-        return -ENOENT;
-    case GIT_EEXISTS:
-        return -EEXIST;
-    case GIT_EINVALIDSPEC:
-    case GIT_EINVALID:
-    case GIT_EAMBIGUOUS:
-        return -EINVAL;
-    case GIT_ELOCKED:
-        return -EBUSY;
-    case GIT_EUSER:
-        return -ECANCELED;
-    default:
-        break;
-    }
-    const git_error *error = git_error_last();
-    if (error) {
-        switch (error->klass) {
-        case GIT_ERROR_NOMEMORY:
-            return -ENOMEM;
-        case GIT_ERROR_NET:
-        case GIT_ERROR_SSH:
-        case GIT_ERROR_HTTP:
-        case GIT_ERROR_SSL:
-            return -EHOSTUNREACH;
-        case GIT_ERROR_OS:
-            return -EIO;
-        default:
-            break;
-        }
-    }
-    return -EIO;
-}
-
 /* ---- names and paths ---- */
 
 /* Same rule as source_dir's: *.yaml or *.yml, not hidden. */
@@ -114,12 +48,6 @@ static bool yaml_file_name(const char *name)
     if (name[0] == '.')
         return false;
     return (n > 5 && !strcmp(name + n - 5, ".yaml")) || (n > 4 && !strcmp(name + n - 4, ".yml"));
-}
-
-static char *text_join(const char *a, const char *separator, const char *b)
-{
-    char *out = NULL;
-    return asprintf(&out, "%s%s%s", a, separator, b) < 0 ? NULL : out;
 }
 
 /* A directory inside the repository: "" for the root, else without "./",
@@ -149,23 +77,12 @@ static char *directory_normalize(const char *directory)
 
 static bool branch_name_valid(const char *branch)
 {
-    char *ref = text_join("refs/heads/", "", branch);
+    char *ref = git_common_text_join("refs/heads/", "", branch);
     int valid = 0;
     if (ref && git_reference_name_is_valid(&valid, ref) < 0)
         valid = 0;
     free(ref);
     return valid != 0;
-}
-
-static int hex_value(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* The path of a file:// URL, %XX decoded as libgit2 decodes it. */
@@ -174,19 +91,7 @@ static char *file_url_path(const char *url)
     const char *path = url + strlen("file://");
     if (!strncmp(path, "localhost/", strlen("localhost/")))
         path += strlen("localhost");
-    char *out = malloc(strlen(path) + 1), *o = out;
-    if (!out)
-        return NULL;
-    for (const char *p = path; *p; p++) {
-        if (p[0] == '%' && hex_value(p[1]) >= 0 && hex_value(p[2]) >= 0) {
-            *o++ = (char)(hex_value(p[1]) * 16 + hex_value(p[2]));
-            p += 2;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = 0;
-    return out;
+    return git_common_percent_decode(path);
 }
 
 /* git's rule: "host:path" or "user@host:path" with no '/' before the ':'
@@ -196,22 +101,6 @@ static bool scp_like(const char *url)
     const char *colon = strchr(url, ':');
     const char *slash = strchr(url, '/');
     return colon && colon != url && (!slash || colon < slash);
-}
-
-/* The url without the password of a "scheme://user:password@host/" URL. */
-static char *url_for_display(const char *url)
-{
-    const char *scheme = strstr(url, "://");
-    if (!scheme)
-        return strdup(url);
-    const char *user = scheme + 3;
-    const char *end = user + strcspn(user, "/");
-    const char *at = memchr(user, '@', (size_t)(end - user));
-    const char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
-    if (!colon)
-        return strdup(url);
-    char *out = NULL;
-    return asprintf(&out, "%.*s%s", (int)(colon - url), url, at) < 0 ? NULL : out;
 }
 
 /* Fills s->url and, for a remote on this host, s->local_path (absolute). */
@@ -232,7 +121,7 @@ static int remote_url_resolve(struct git_source *s, const char *url)
         char *cwd = getcwd(NULL, 0);
         if (!cwd)
             return -errno;
-        s->local_path = text_join(cwd, "/", url);
+        s->local_path = git_common_text_join(cwd, "/", url);
         free(cwd);
     }
     if (!s->local_path)
@@ -259,7 +148,7 @@ static int watch_paths_resolve(struct git_source *s)
         git_repository_free(remote);
     } else {
         /* not there yet, or not ours to open: where git would put it */
-        char *dot_git = text_join(s->local_path, "/", ".git");
+        char *dot_git = git_common_text_join(s->local_path, "/", ".git");
         if (dot_git && is_directory(dot_git)) {
             s->watch_path = dot_git;
             dot_git = NULL;
@@ -286,164 +175,15 @@ static int watch_paths_resolve(struct git_source *s)
 
 /* ---- talking to the remote ---- */
 
-struct remote_call {
-    struct git_source *source;
-    struct timespec deadline;
-    unsigned credential_tries;
-    bool timed_out;
-    bool rejected;     /* push: the remote refused the update */
-    char message[384]; /* why a callback stopped the operation, when it did */
-};
-
-static void remote_call_start(struct remote_call *call, struct git_source *source)
+static void remote_call_start(struct git_common_call *call, const struct git_source *s)
 {
-    memset(call, 0, sizeof(*call));
-    call->source = source;
-    clock_gettime(CLOCK_MONOTONIC, &call->deadline);
-    call->deadline.tv_sec += source->timeout_seconds;
-}
-
-static bool remote_call_expired(struct remote_call *call)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec < call->deadline.tv_sec ||
-        (now.tv_sec == call->deadline.tv_sec && now.tv_nsec < call->deadline.tv_nsec))
-        return false;
-    if (!call->timed_out)
-        snprintf(call->message, sizeof(call->message), "no result within %d s; cancelled",
-                 call->source->timeout_seconds);
-    call->timed_out = true;
-    git_error_set_str(GIT_ERROR_NET, call->message);
-    return true;
-}
-
-static int remote_refuse(struct remote_call *call, int code)
-{
-    git_error_set_str(GIT_ERROR_NET, call->message);
-    return code;
-}
-
-static int on_transfer_progress(const git_indexer_progress *stats, void *payload)
-{
-    return remote_call_expired(payload) ? GIT_EUSER : 0;
-}
-
-static int on_sideband_progress(const char *text, int length, void *payload)
-{
-    return remote_call_expired(payload) ? GIT_EUSER : 0;
-}
-
-static int on_pack_progress(int stage, uint32_t current, uint32_t total, void *payload)
-{
-    return remote_call_expired(payload) ? GIT_EUSER : 0;
-}
-
-static int on_push_transfer_progress(unsigned int current, unsigned int total, size_t bytes,
-                                     void *payload)
-{
-    return remote_call_expired(payload) ? GIT_EUSER : 0;
-}
-
-static int on_push_update_reference(const char *refname, const char *status, void *payload)
-{
-    struct remote_call *call = payload;
-    if (status) {
-        call->rejected = true;
-        snprintf(call->message, sizeof(call->message), "the remote refused to update %s: %s",
-                 refname, status);
-    }
-    return 0;
-}
-
-/* Reads the token (trimmed); caller wipes and frees. */
-static int token_read(const char *file, char **out)
-{
-    size_t length = 0;
-    int r = source_read_file(file, TOKEN_MAX_BYTES, out, &length);
-    if (r < 0)
-        return r;
-    char *token = *out;
-    while (length > 0 && strchr(" \t\r\n", token[length - 1]))
-        token[--length] = 0;
-    size_t skip = strspn(token, " \t\r\n");
-    memmove(token, token + skip, length - skip + 1);
-    return token[0] ? 0 : -ENODATA;
-}
-
-/* Credentials from the agent config, each offered once: libgit2 asks again
- * after a refusal, and a second offer of the same secret would loop. */
-static int on_credentials(git_credential **out, const char *url, const char *username_from_url,
-                          unsigned int allowed, void *payload)
-{
-    struct remote_call *call = payload;
-    struct git_source *s = call->source;
-    if (remote_call_expired(call))
-        return GIT_EUSER;
-    const char *ssh_user = username_from_url && *username_from_url ? username_from_url
-                           : s->username                           ? s->username
-                                                                   : SSH_DEFAULT_USER;
-    if ((allowed & GIT_CREDENTIAL_SSH_KEY) && s->ssh_key) {
-        if (call->credential_tries++ > 0) {
-            snprintf(call->message, sizeof(call->message),
-                     "the remote refused the SSH key %s for user '%s'", s->ssh_key, ssh_user);
-            return remote_refuse(call, GIT_EAUTH);
-        }
-        char *public_key = NULL;
-        if (!s->ssh_public_key) {
-            public_key = text_join(s->ssh_key, "", ".pub");
-            if (public_key && access(public_key, R_OK) < 0) {
-                free(public_key);
-                public_key = NULL; /* libssh2 derives it from the private key */
-            }
-        }
-        int r = git_credential_ssh_key_new(
-            out, ssh_user, s->ssh_public_key ? s->ssh_public_key : public_key, s->ssh_key, NULL);
-        free(public_key);
-        return r;
-    }
-    if (allowed & GIT_CREDENTIAL_USERNAME)
-        return git_credential_username_new(out, ssh_user);
-    if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && s->token_file) {
-        if (call->credential_tries++ > 0) {
-            snprintf(call->message, sizeof(call->message), "the remote refused the token of %s",
-                     s->token_file);
-            return remote_refuse(call, GIT_EAUTH);
-        }
-        char *token = NULL;
-        int r = token_read(s->token_file, &token);
-        if (r < 0) {
-            snprintf(call->message, sizeof(call->message), "cannot read the token file %s: %s",
-                     s->token_file, r == -ENODATA ? "it is empty" : strerror(-r));
-            if (token) {
-                explicit_bzero(token, strlen(token));
-                free(token);
-            }
-            return remote_refuse(call, GIT_EAUTH);
-        }
-        r = git_credential_userpass_plaintext_new(
-            out, s->username ? s->username : TOKEN_DEFAULT_USER, token);
-        explicit_bzero(token, strlen(token));
-        free(token);
-        return r;
-    }
-    snprintf(call->message, sizeof(call->message),
-             "the remote asks for credentials and none fit: configure %s",
-             (allowed & GIT_CREDENTIAL_SSH_KEY) ? "an SSH key" : "a token file");
-    return remote_refuse(call, GIT_EAUTH);
-}
-
-static void remote_callbacks_fill(git_remote_callbacks *callbacks, struct remote_call *call)
-{
-    git_remote_init_callbacks(callbacks, GIT_REMOTE_CALLBACKS_VERSION);
-    callbacks->credentials = on_credentials;
-    callbacks->transfer_progress = on_transfer_progress;
-    callbacks->sideband_progress = on_sideband_progress;
-    callbacks->pack_progress = on_pack_progress;
-    callbacks->push_transfer_progress = on_push_transfer_progress;
-    callbacks->push_update_reference = on_push_update_reference;
-    /* certificate_check left unset: libgit2 checks certificates and host keys */
-    callbacks->payload = call;
+    const struct git_common_credentials credentials = {
+        .ssh_key = s->ssh_key,
+        .ssh_public_key = s->ssh_public_key,
+        .token_file = s->token_file,
+        .username = s->username,
+    };
+    git_common_call_start(call, &credentials, s->timeout_seconds);
 }
 
 /*
@@ -463,12 +203,11 @@ static int remote_new(struct git_source *s, git_remote **out)
 }
 
 /* The errno and the message of a failed remote operation. */
-static int remote_failure(struct remote_call *call, int code, const char *what, char *err,
-                          size_t err_size)
+static int remote_failure(const struct git_source *s, const struct git_common_call *call, int code,
+                          const char *what, char *err, size_t err_size)
 {
-    int r = call->timed_out ? -ETIMEDOUT : libgit2_errno(code);
-    const char *why = call->message[0] ? call->message : libgit2_message();
-    snprintf(err, err_size, "%s %s: %s", what, call->source->display_url, why);
+    int r = git_common_call_errno(call, code);
+    snprintf(err, err_size, "%s %s: %s", what, s->display_url, git_common_call_why(call));
     return r;
 }
 
@@ -486,8 +225,8 @@ static int clone_open(struct git_source *s, const char *clone_dir, char *err, si
     }
     if (code < 0) {
         snprintf(err, err_size, "git source: cannot open or create the clone %s: %s", clone_dir,
-                 libgit2_message());
-        return libgit2_errno(code);
+                 git_common_message());
+        return git_common_errno(code);
     }
     /* remote.origin.url, and no fetch refspec: a fetch names its own and
      * updates nothing else (the config is written directly, see remote_new) */
@@ -503,8 +242,8 @@ static int clone_open(struct git_source *s, const char *clone_dir, char *err, si
     git_config_free(config);
     if (code < 0) {
         snprintf(err, err_size, "git source: cannot set the remote of the clone %s to %s: %s",
-                 clone_dir, s->display_url, libgit2_message());
-        return libgit2_errno(code);
+                 clone_dir, s->display_url, git_common_message());
+        return git_common_errno(code);
     }
     return 0;
 }
@@ -530,8 +269,8 @@ int git_source_open(const struct git_source_options *options, struct git_source 
         snprintf(err, err_size, "git source: a url and a clone directory are required");
         return -EINVAL;
     }
-    if (libgit2_ready() < 0) {
-        snprintf(err, err_size, "git source: cannot initialise libgit2: %s", libgit2_message());
+    if (git_common_ready() < 0) {
+        snprintf(err, err_size, "git source: cannot initialise libgit2: %s", git_common_message());
         return -EIO;
     }
     struct git_source *s = calloc(1, sizeof(*s));
@@ -542,7 +281,7 @@ int git_source_open(const struct git_source_options *options, struct git_source 
     bool failed = false;
     s->branch = strdup(options->branch && *options->branch ? options->branch : DEFAULT_BRANCH);
     s->directory = directory_normalize(options->directory);
-    s->display_url = url_for_display(options->url);
+    s->display_url = git_common_url_for_display(options->url, "");
     s->ssh_key = dup_or_null(options->credentials.ssh_key, &failed);
     s->ssh_public_key = dup_or_null(options->credentials.ssh_public_key, &failed);
     s->token_file = dup_or_null(options->credentials.token_file, &failed);
@@ -594,19 +333,19 @@ void git_source_free(struct git_source *source)
 
 static int tracking_ref_read(struct git_source *s, git_oid *id)
 {
-    char *ref = text_join("refs/remotes/" REMOTE_NAME "/", "", s->branch);
+    char *ref = git_common_text_join("refs/remotes/" REMOTE_NAME "/", "", s->branch);
     if (!ref)
         return -ENOMEM;
     int code = git_reference_name_to_id(id, s->repo, ref);
     free(ref);
-    return code < 0 ? libgit2_errno(code) : 0;
+    return code < 0 ? git_common_errno(code) : 0;
 }
 
 /* Connects, checks the remote has the branch, downloads it and moves the
  * remote-tracking branch. 0, or a negative errno with a message in err. */
 static int branch_fetch(struct git_source *s, char *err, size_t err_size)
 {
-    struct remote_call call;
+    struct git_common_call call;
     remote_call_start(&call, s);
     char what[320];
     snprintf(what, sizeof(what), "cannot fetch branch '%s' from", s->branch);
@@ -618,7 +357,7 @@ static int branch_fetch(struct git_source *s, char *err, size_t err_size)
     }
     git_remote *remote = NULL;
     git_remote_callbacks callbacks;
-    remote_callbacks_fill(&callbacks, &call);
+    git_common_callbacks_fill(&callbacks, &call);
     git_proxy_options proxy;
     git_proxy_options_init(&proxy, GIT_PROXY_OPTIONS_VERSION);
     proxy.type = GIT_PROXY_AUTO; /* http.proxy, then https_proxy / no_proxy, as git does */
@@ -628,17 +367,17 @@ static int branch_fetch(struct git_source *s, char *err, size_t err_size)
     if (code == 0)
         code = git_remote_connect(remote, GIT_DIRECTION_FETCH, &callbacks, &proxy, NULL);
     if (code < 0) {
-        r = remote_failure(&call, code, what, err, err_size);
+        r = remote_failure(s, &call, code, what, err, err_size);
         goto out;
     }
     const git_remote_head **heads = NULL;
     size_t head_count = 0;
     code = git_remote_ls(&heads, &head_count, remote);
     if (code < 0) {
-        r = remote_failure(&call, code, what, err, err_size);
+        r = remote_failure(s, &call, code, what, err, err_size);
         goto out;
     }
-    char *ref = text_join("refs/heads/", "", s->branch);
+    char *ref = git_common_text_join("refs/heads/", "", s->branch);
     bool found = false;
     for (size_t i = 0; ref && i < head_count; i++)
         found |= !strcmp(heads[i]->name, ref);
@@ -668,7 +407,7 @@ static int branch_fetch(struct git_source *s, char *err, size_t err_size)
         code = git_remote_update_tips(remote, &callbacks, 0, GIT_REMOTE_DOWNLOAD_TAGS_NONE,
                                       "rolld: fetch");
     if (code < 0)
-        r = remote_failure(&call, code, what, err, err_size);
+        r = remote_failure(s, &call, code, what, err, err_size);
 out:
     if (remote)
         git_remote_disconnect(remote);
@@ -693,7 +432,7 @@ int git_source_fetch(struct git_source *source, struct git_fetch_result *result)
         snprintf(result->error, sizeof(result->error),
                  "cannot fetch branch '%s' from %s: the fetch did not set %s/%s: %s",
                  source->branch, source->display_url, REMOTE_NAME, source->branch,
-                 libgit2_message());
+                 git_common_message());
         return r;
     }
     git_oid_tostr(result->commit, sizeof(result->commit), &after);
@@ -760,8 +499,8 @@ static int tree_load(git_repository *repo, const git_oid *commit_id, const char 
     if (code == 0)
         code = git_commit_tree(&root, commit);
     if (code < 0) {
-        diag_add(diag, where, 0, 0, "", "cannot read commit %s: %s", hex, libgit2_message());
-        r = libgit2_errno(code);
+        diag_add(diag, where, 0, 0, "", "cannot read commit %s: %s", hex, git_common_message());
+        r = git_common_errno(code);
         goto out;
     }
     const git_tree *tree = root;
@@ -786,8 +525,8 @@ static int tree_load(git_repository *repo, const git_oid *commit_id, const char 
             code = git_tree_lookup(&subtree, repo, git_tree_entry_id(directory_entry));
         if (code < 0) {
             diag_add(diag, directory, 0, 0, "", "cannot read directory '%s' of commit %s: %s",
-                     directory, hex, libgit2_message());
-            r = libgit2_errno(code);
+                     directory, hex, git_common_message());
+            r = git_common_errno(code);
             goto out;
         }
         tree = subtree;
@@ -810,7 +549,7 @@ static int tree_load(git_repository *repo, const git_oid *commit_id, const char 
     }
     qsort(blobs, count, sizeof(*blobs), compare_yaml_blobs);
     for (size_t i = 0; i < count; i++) {
-        char *file = *directory ? text_join(directory, "/", blobs[i].name) : strdup(blobs[i].name);
+        char *file = *directory ? git_common_text_join(directory, "/", blobs[i].name) : strdup(blobs[i].name);
         if (!file) {
             r = -ENOMEM;
             goto out;
@@ -854,7 +593,7 @@ int git_source_load(struct git_source *source, const char *commit, struct snapsh
         diag_add(diag, *source->directory ? source->directory : ".", 0, 0, "",
                  "no commit '%s' in the clone of %s: %s", commit ? commit : "(null)",
                  source->display_url,
-                 code == GIT_EINVALIDSPEC ? "not a commit id" : libgit2_message());
+                 code == GIT_EINVALIDSPEC ? "not a commit id" : git_common_message());
         return code == GIT_EINVALIDSPEC ? -EINVAL : -ENOENT;
     }
     git_oid id;
@@ -903,7 +642,7 @@ int git_source_commit_signature(struct git_source *source, const char *commit, c
     if (code == GIT_ENOTFOUND) {
         r = -ENOENT;
     } else if (code < 0) {
-        r = libgit2_errno(code);
+        r = git_common_errno(code);
     } else {
         *signature = buffer_dup(&sig, signature_length);
         *payload = buffer_dup(&data, payload_length);
@@ -935,7 +674,7 @@ int git_source_read_file(struct git_source *source, const char *commit, const ch
     int r = 0;
     int code = commit_lookup(source->repo, commit, &c);
     if (code < 0) {
-        r = code == GIT_EINVALIDSPEC ? -EINVAL : libgit2_errno(code);
+        r = code == GIT_EINVALIDSPEC ? -EINVAL : git_common_errno(code);
         goto out;
     }
     code = git_commit_tree(&tree, c);
@@ -946,7 +685,7 @@ int git_source_read_file(struct git_source *source, const char *commit, const ch
     if (code == 0)
         code = git_blob_lookup(&blob, source->repo, git_tree_entry_id(entry));
     if (code < 0) {
-        r = libgit2_errno(code);
+        r = git_common_errno(code);
         goto out;
     }
     size_t size = (size_t)git_blob_rawsize(blob);
@@ -977,7 +716,7 @@ int git_source_commit_info(struct git_source *source, const char *commit, char *
     git_commit *c = NULL;
     int code = commit_lookup(source->repo, commit, &c);
     if (code < 0)
-        return code == GIT_EINVALIDSPEC ? -EINVAL : libgit2_errno(code);
+        return code == GIT_EINVALIDSPEC ? -EINVAL : git_common_errno(code);
     const char *message = git_commit_message(c);
     if (!message)
         message = "";
@@ -1047,8 +786,8 @@ static int revert_commit_create(struct git_source *s, const char *file, const ch
     }
     if (code < 0) {
         snprintf(err, err_size, "cannot write a revert of %s on branch '%s' of %s: %s", file,
-                 s->branch, s->display_url, libgit2_message());
-        r = libgit2_errno(code);
+                 s->branch, s->display_url, git_common_message());
+        r = git_common_errno(code);
     }
 out:
     git_signature_free(who);
@@ -1086,12 +825,12 @@ int git_source_push_revert(struct git_source *source, const char *branch, const 
     free(path);
     if (r < 0)
         return r;
-    char *ref = text_join("refs/heads/", "", branch);
-    char *spec = ref ? text_join("+", ref, "") : NULL;
-    char *full_spec = spec ? text_join(spec, ":", ref) : NULL;
+    char *ref = git_common_text_join("refs/heads/", "", branch);
+    char *spec = ref ? git_common_text_join("+", ref, "") : NULL;
+    char *full_spec = spec ? git_common_text_join(spec, ":", ref) : NULL;
     git_reference *local = NULL;
     git_remote *remote = NULL;
-    struct remote_call call;
+    struct git_common_call call;
     remote_call_start(&call, source);
     char what[320];
     snprintf(what, sizeof(what), "cannot push branch '%s' to", branch);
@@ -1107,14 +846,14 @@ int git_source_push_revert(struct git_source *source, const char *branch, const 
     if (code == 0) {
         git_push_options push;
         git_push_options_init(&push, GIT_PUSH_OPTIONS_VERSION);
-        remote_callbacks_fill(&push.callbacks, &call);
+        git_common_callbacks_fill(&push.callbacks, &call);
         push.proxy_opts.type = GIT_PROXY_AUTO;
         git_strarray refspecs = {&full_spec, 1};
         code = git_remote_push(remote, &refspecs, &push);
     }
     if (code < 0) {
-        r = remote_failure(&call, code, what, err, err_size);
-    } else if (call.rejected) {
+        r = remote_failure(source, &call, code, what, err, err_size);
+    } else if (call.refused) {
         snprintf(err, err_size, "%s %s: %s", what, source->display_url, call.message);
         r = -EPERM;
     } else {
@@ -1136,8 +875,8 @@ int git_repo_load_revision(const char *repo_path, const char *rev, const char *d
 {
     memset(out, 0, sizeof(*out));
     commit_out[0] = 0;
-    if (libgit2_ready() < 0) {
-        diag_add(diag, repo_path, 0, 0, "", "cannot initialise libgit2: %s", libgit2_message());
+    if (git_common_ready() < 0) {
+        diag_add(diag, repo_path, 0, 0, "", "cannot initialise libgit2: %s", git_common_message());
         return -EIO;
     }
     git_repository *repo = NULL;
@@ -1146,8 +885,8 @@ int git_repo_load_revision(const char *repo_path, const char *rev, const char *d
     int r = 0;
     int code = git_repository_open_ext(&repo, repo_path, 0, NULL);
     if (code < 0) {
-        diag_add(diag, repo_path, 0, 0, "", "not a Git repository: %s", libgit2_message());
-        r = libgit2_errno(code);
+        diag_add(diag, repo_path, 0, 0, "", "not a Git repository: %s", git_common_message());
+        r = git_common_errno(code);
         goto out;
     }
     code = git_revparse_single(&object, repo, rev);
@@ -1155,8 +894,8 @@ int git_repo_load_revision(const char *repo_path, const char *rev, const char *d
         code = git_object_peel(&commit, object, GIT_OBJECT_COMMIT);
     if (code < 0) {
         diag_add(diag, repo_path, 0, 0, "", "revision '%s' is not a commit of the repository: %s",
-                 rev, libgit2_message());
-        r = code == GIT_ENOTFOUND || code == GIT_EINVALIDSPEC ? -ENOENT : libgit2_errno(code);
+                 rev, git_common_message());
+        r = code == GIT_ENOTFOUND || code == GIT_EINVALIDSPEC ? -ENOENT : git_common_errno(code);
         goto out;
     }
     if (!dir) {

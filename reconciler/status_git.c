@@ -13,7 +13,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <git2.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "git_common.h"
 #include "source_dir.h"
 
 #define REMOTE_NAME "origin"
@@ -33,9 +33,6 @@
 #define PUBLISH_ATTEMPTS 5
 #define PACK_LIMIT 32         /* packs in the clone before publish compacts it */
 #define PUBLISHES_PER_OPEN 64 /* publishes before the clone is reopened (see clone_close) */
-#define SSH_DEFAULT_USER "git"
-#define TOKEN_DEFAULT_USER "x-access-token"
-#define TOKEN_MAX_BYTES 4096
 #define REFLOG_MESSAGE "rolld: status"
 
 struct status_git {
@@ -69,66 +66,7 @@ enum push_outcome {
     PUSH_REFUSED, /* the remote said no: try again only if its tip moved */
 };
 
-/* ---- libgit2, once; errors ---- */
-
-static pthread_once_t libgit2_once = PTHREAD_ONCE_INIT;
-static int libgit2_status;
-
-static void libgit2_start(void)
-{
-    libgit2_status = git_libgit2_init();
-}
-
-static int libgit2_ready(void)
-{
-    pthread_once(&libgit2_once, libgit2_start);
-    return libgit2_status < 0 ? -EIO : 0;
-}
-
-static const char *libgit2_message(void)
-{
-    const git_error *error = git_error_last();
-    return error && error->message && *error->message ? error->message : "unknown libgit2 error";
-}
-
-/* A libgit2 error code (with git_error_last) as a negative errno. */
-static int libgit2_errno(int code)
-{
-    switch (code) {
-    case GIT_EAUTH:
-    case GIT_ECERTIFICATE:
-        return -EACCES;
-    case GIT_ENOTFOUND:
-        return -ENOENT;
-    case GIT_EEXISTS:
-        return -EEXIST;
-    case GIT_EINVALIDSPEC:
-    case GIT_EINVALID:
-    case GIT_EAMBIGUOUS:
-        return -EINVAL;
-    case GIT_ELOCKED:
-        return -EBUSY;
-    case GIT_EUSER:
-        return -ECANCELED;
-    default:
-        break;
-    }
-    const git_error *error = git_error_last();
-    if (error) {
-        switch (error->klass) {
-        case GIT_ERROR_NOMEMORY:
-            return -ENOMEM;
-        case GIT_ERROR_NET:
-        case GIT_ERROR_SSH:
-        case GIT_ERROR_HTTP:
-        case GIT_ERROR_SSL:
-            return -EHOSTUNREACH;
-        default:
-            break;
-        }
-    }
-    return -EIO;
-}
+/* ---- errors ---- */
 
 __attribute__((format(printf, 3, 4))) static void error_set(char *err, size_t err_size,
                                                             const char *format, ...)
@@ -147,28 +85,11 @@ static int clone_failure(const struct status_git *s, int code, const char *what,
                          size_t err_size)
 {
     error_set(err, err_size, "status branch %s of %s: %s: %s", s->branch, s->display_url, what,
-              libgit2_message());
-    return libgit2_errno(code);
+              git_common_message());
+    return git_common_errno(code);
 }
 
 /* ---- names and paths ---- */
-
-static char *text_join(const char *a, const char *separator, const char *b)
-{
-    char *out = NULL;
-    return asprintf(&out, "%s%s%s", a, separator, b) < 0 ? NULL : out;
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* The path of a remote on this host (a path, or file:// on no or the local
  * host, %XX decoded), or NULL for a network remote (a scheme, or scp-like
@@ -182,19 +103,7 @@ static char *url_local_path(const char *url)
             path += 9;
         if (*path != '/')
             return NULL;
-        char *out = malloc(strlen(path) + 1), *o = out;
-        if (!out)
-            return NULL;
-        for (const char *p = path; *p; p++) {
-            if (p[0] == '%' && hex_value(p[1]) >= 0 && hex_value(p[2]) >= 0) {
-                *o++ = (char)(hex_value(p[1]) * 16 + hex_value(p[2]));
-                p += 2;
-            } else {
-                *o++ = *p;
-            }
-        }
-        *o = 0;
-        return out;
+        return git_common_percent_decode(path);
     }
     if (strstr(url, "://"))
         return NULL;
@@ -220,28 +129,8 @@ static char *url_absolute(const char *url)
     char *cwd = getcwd(NULL, 0);
     if (!cwd)
         return NULL;
-    char *out = text_join(cwd, "/", url);
+    char *out = git_common_text_join(cwd, "/", url);
     free(cwd);
-    return out;
-}
-
-/* The url without the password its user part may hold. Caller frees. */
-static char *url_for_display(const char *url)
-{
-    const char *scheme = strstr(url, "://");
-    if (!scheme)
-        return strdup(url);
-    const char *host = scheme + 3;
-    const char *end = host + strcspn(host, "/");
-    const char *at = memchr(host, '@', (size_t)(end - host));
-    if (!at)
-        return strdup(url);
-    const char *colon = memchr(host, ':', (size_t)(at - host));
-    if (!colon)
-        return strdup(url);
-    char *out = NULL;
-    if (asprintf(&out, "%.*s:***%s", (int)(colon - url), url, at) < 0)
-        return NULL;
     return out;
 }
 
@@ -290,191 +179,24 @@ static int files_check(const struct status_git *s, const struct status_file *fil
 
 /* ---- remote calls: deadline, credentials, push verdicts ---- */
 
-struct remote_call {
-    struct status_git *status;
-    struct timespec deadline;
-    unsigned credential_tries;
-    bool timed_out;
-    bool refused;      /* push: the remote refused the update */
-    char message[384]; /* why a callback stopped the operation, or the refusal */
-};
-
-static void remote_call_start(struct remote_call *call, struct status_git *s)
+static void remote_call_start(struct git_common_call *call, const struct status_git *s)
 {
-    memset(call, 0, sizeof(*call));
-    call->status = s;
-    clock_gettime(CLOCK_MONOTONIC, &call->deadline);
-    call->deadline.tv_sec += s->timeout_seconds;
-}
-
-static bool remote_call_expired(struct remote_call *call)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec < call->deadline.tv_sec ||
-        (now.tv_sec == call->deadline.tv_sec && now.tv_nsec < call->deadline.tv_nsec))
-        return false;
-    if (!call->timed_out)
-        snprintf(call->message, sizeof(call->message), "no result within %d s; cancelled",
-                 call->status->timeout_seconds);
-    call->timed_out = true;
-    git_error_set_str(GIT_ERROR_NET, call->message);
-    return true;
-}
-
-static int remote_refuse(struct remote_call *call, int code)
-{
-    git_error_set_str(GIT_ERROR_NET, call->message);
-    return code;
-}
-
-static int on_transfer_progress(const git_indexer_progress *stats, void *payload)
-{
-    (void)stats;
-    return remote_call_expired(payload) ? GIT_EUSER : 0;
-}
-
-static int on_sideband_progress(const char *text, int length, void *payload)
-{
-    (void)text;
-    (void)length;
-    return remote_call_expired(payload) ? GIT_EUSER : 0;
-}
-
-static int on_pack_progress(int stage, uint32_t current, uint32_t total, void *payload)
-{
-    (void)stage;
-    (void)current;
-    (void)total;
-    return remote_call_expired(payload) ? GIT_EUSER : 0;
-}
-
-static int on_push_transfer_progress(unsigned int current, unsigned int total, size_t bytes,
-                                     void *payload)
-{
-    (void)current;
-    (void)total;
-    (void)bytes;
-    return remote_call_expired(payload) ? GIT_EUSER : 0;
-}
-
-/* The server's verdict per ref: libgit2 may return 0 from the push while a
- * ref was refused, so this is where a refusal is seen. */
-static int on_push_update_reference(const char *refname, const char *status, void *payload)
-{
-    struct remote_call *call = payload;
-    if (status) {
-        call->refused = true;
-        snprintf(call->message, sizeof(call->message), "the remote refused to update %s: %s",
-                 refname, status);
-    }
-    return 0;
-}
-
-/* Reads the token (trimmed); caller wipes and frees. */
-static int token_read(const char *file, char **out)
-{
-    size_t length = 0;
-    int r = source_read_file(file, TOKEN_MAX_BYTES, out, &length);
-    if (r < 0)
-        return r;
-    char *token = *out;
-    while (length > 0 && strchr(" \t\r\n", token[length - 1]))
-        token[--length] = 0;
-    size_t skip = strspn(token, " \t\r\n");
-    memmove(token, token + skip, length - skip + 1);
-    return token[0] ? 0 : -ENODATA;
-}
-
-static void token_free(char *token)
-{
-    if (!token)
-        return;
-    explicit_bzero(token, strlen(token));
-    free(token);
-}
-
-/* Credentials from the agent config, each offered once: libgit2 asks again
- * after a refusal, and offering the same secret again would loop. */
-static int on_credentials(git_credential **out, const char *url, const char *username_from_url,
-                          unsigned int allowed, void *payload)
-{
-    (void)url;
-    struct remote_call *call = payload;
-    struct status_git *s = call->status;
-    if (remote_call_expired(call))
-        return GIT_EUSER;
-    const char *ssh_user = username_from_url && *username_from_url ? username_from_url
-                           : s->username                           ? s->username
-                                                                   : SSH_DEFAULT_USER;
-    if ((allowed & GIT_CREDENTIAL_SSH_KEY) && s->ssh_key) {
-        if (call->credential_tries++ > 0) {
-            snprintf(call->message, sizeof(call->message),
-                     "the remote refused the SSH key %s for user '%s'", s->ssh_key, ssh_user);
-            return remote_refuse(call, GIT_EAUTH);
-        }
-        char *public_key = NULL;
-        if (!s->ssh_public_key) {
-            public_key = text_join(s->ssh_key, "", ".pub");
-            if (public_key && access(public_key, R_OK) < 0) {
-                free(public_key);
-                public_key = NULL; /* libssh2 derives it from the private key */
-            }
-        }
-        int r = git_credential_ssh_key_new(
-            out, ssh_user, s->ssh_public_key ? s->ssh_public_key : public_key, s->ssh_key, NULL);
-        free(public_key);
-        return r;
-    }
-    if (allowed & GIT_CREDENTIAL_USERNAME)
-        return git_credential_username_new(out, ssh_user);
-    if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && s->token_file) {
-        if (call->credential_tries++ > 0) {
-            snprintf(call->message, sizeof(call->message), "the remote refused the token of %s",
-                     s->token_file);
-            return remote_refuse(call, GIT_EAUTH);
-        }
-        char *token = NULL;
-        int r = token_read(s->token_file, &token);
-        if (r < 0) {
-            snprintf(call->message, sizeof(call->message), "cannot read the token file %s: %s",
-                     s->token_file, r == -ENODATA ? "it is empty" : strerror(-r));
-            token_free(token);
-            return remote_refuse(call, GIT_EAUTH);
-        }
-        r = git_credential_userpass_plaintext_new(
-            out, s->username ? s->username : TOKEN_DEFAULT_USER, token);
-        token_free(token);
-        return r;
-    }
-    snprintf(call->message, sizeof(call->message),
-             "the remote asks for credentials and none fit: configure %s",
-             (allowed & GIT_CREDENTIAL_SSH_KEY) ? "an SSH key" : "a token file");
-    return remote_refuse(call, GIT_EAUTH);
-}
-
-static void remote_callbacks_fill(git_remote_callbacks *callbacks, struct remote_call *call)
-{
-    git_remote_init_callbacks(callbacks, GIT_REMOTE_CALLBACKS_VERSION);
-    callbacks->credentials = on_credentials;
-    callbacks->transfer_progress = on_transfer_progress;
-    callbacks->sideband_progress = on_sideband_progress;
-    callbacks->pack_progress = on_pack_progress;
-    callbacks->push_transfer_progress = on_push_transfer_progress;
-    callbacks->push_update_reference = on_push_update_reference;
-    /* certificate_check left unset: libgit2 checks certificates and host keys */
-    callbacks->payload = call;
+    const struct git_common_credentials credentials = {
+        .ssh_key = s->ssh_key,
+        .ssh_public_key = s->ssh_public_key,
+        .token_file = s->token_file,
+        .username = s->username,
+    };
+    git_common_call_start(call, &credentials, s->timeout_seconds);
 }
 
 /* The errno and the message of a failed fetch or push. */
-static int remote_failure(const struct remote_call *call, int code, const char *what, char *err,
-                          size_t err_size)
+static int remote_failure(const struct status_git *s, const struct git_common_call *call, int code,
+                          const char *what, char *err, size_t err_size)
 {
-    const struct status_git *s = call->status;
-    int r = call->timed_out ? -ETIMEDOUT : libgit2_errno(code);
-    const char *why = call->message[0] ? call->message : libgit2_message();
+    int r = git_common_call_errno(call, code);
     error_set(err, err_size, "cannot %s status branch %s of %s: %s", what, s->branch,
-              s->display_url, why);
+              s->display_url, git_common_call_why(call));
     return r;
 }
 
@@ -495,8 +217,8 @@ static int clone_open(struct status_git *s, char *err, size_t err_size)
     if (code < 0) {
         s->repo = NULL;
         error_set(err, err_size, "status branch %s: cannot open or create the clone %s: %s",
-                  s->branch, s->clone_dir, libgit2_message());
-        return libgit2_errno(code);
+                  s->branch, s->clone_dir, git_common_message());
+        return git_common_errno(code);
     }
     return 0;
 }
@@ -637,18 +359,18 @@ static int branch_fetch(struct status_git *s, bool *has_tip, git_oid *tip, char 
                   s->display_url, s->local_path, strerror(-r));
         return r;
     }
-    struct remote_call call;
+    struct git_common_call call;
     remote_call_start(&call, s);
     git_remote *remote = NULL;
     int r = 0;
     int code = remote_new(s, s->url, &remote);
     if (code < 0) {
-        r = remote_failure(&call, code, "fetch", err, err_size);
+        r = remote_failure(s, &call, code, "fetch", err, err_size);
         goto out;
     }
     git_fetch_options options;
     git_fetch_options_init(&options, GIT_FETCH_OPTIONS_VERSION);
-    remote_callbacks_fill(&options.callbacks, &call);
+    git_common_callbacks_fill(&options.callbacks, &call);
     options.prune = GIT_FETCH_NO_PRUNE;
     options.update_fetchhead = 0;
     options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
@@ -656,14 +378,14 @@ static int branch_fetch(struct status_git *s, bool *has_tip, git_oid *tip, char 
     git_strarray refspecs = {specs, 1};
     code = git_remote_fetch(remote, &refspecs, &options, REFLOG_MESSAGE);
     if (code < 0) {
-        r = remote_failure(&call, code, "fetch", err, err_size);
+        r = remote_failure(s, &call, code, "fetch", err, err_size);
         goto out;
     }
     const git_remote_head **heads = NULL;
     size_t count = 0;
     code = git_remote_ls(&heads, &count, remote);
     if (code < 0) {
-        r = remote_failure(&call, code, "list the branches of", err, err_size);
+        r = remote_failure(s, &call, code, "list the branches of", err, err_size);
         goto out;
     }
     for (size_t i = 0; i < count; i++)
@@ -868,15 +590,15 @@ out:
 static int push_network(struct status_git *s, char *why, size_t why_size, char *err,
                         size_t err_size)
 {
-    struct remote_call call;
+    struct git_common_call call;
     remote_call_start(&call, s);
     git_remote *remote = NULL;
     int code = remote_new(s, s->push_url, &remote);
     if (code < 0)
-        return remote_failure(&call, code, "push", err, err_size);
+        return remote_failure(s, &call, code, "push", err, err_size);
     git_push_options options;
     git_push_options_init(&options, GIT_PUSH_OPTIONS_VERSION);
-    remote_callbacks_fill(&options.callbacks, &call);
+    git_common_callbacks_fill(&options.callbacks, &call);
     char *specs[] = {s->push_refspec};
     git_strarray refspecs = {specs, 1};
     code = git_remote_push(remote, &refspecs, &options);
@@ -886,11 +608,11 @@ static int push_network(struct status_git *s, char *why, size_t why_size, char *
         return PUSH_REFUSED;
     }
     if (code == GIT_ENONFASTFORWARD) {
-        snprintf(why, why_size, "%s", libgit2_message());
+        snprintf(why, why_size, "%s", git_common_message());
         return PUSH_RACED;
     }
     if (code < 0)
-        return remote_failure(&call, code, "push", err, err_size);
+        return remote_failure(s, &call, code, "push", err, err_size);
     return PUSH_DONE;
 }
 
@@ -939,8 +661,8 @@ static int push_local(struct status_git *s, const git_oid *base, const git_oid *
         git_repository_open_ext(&remote, s->push_local_path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
     if (code < 0) {
         error_set(err, err_size, "cannot push status branch %s to %s: %s", s->branch,
-                  s->display_url, libgit2_message());
-        r = libgit2_errno(code);
+                  s->display_url, git_common_message());
+        r = git_common_errno(code);
         goto out;
     }
     if (!git_repository_is_bare(remote) && git_reference_lookup(&head, remote, "HEAD") == 0 &&
@@ -959,8 +681,8 @@ static int push_local(struct status_git *s, const git_oid *base, const git_oid *
         (code = object_copy(s->repo, from, to, git_commit_tree_id(commit))) < 0 ||
         (code = object_copy(s->repo, from, to, commit_id)) < 0) {
         error_set(err, err_size, "cannot push status branch %s to %s: copying objects: %s",
-                  s->branch, s->display_url, libgit2_message());
-        r = libgit2_errno(code);
+                  s->branch, s->display_url, git_common_message());
+        r = git_common_errno(code);
         goto out;
     }
     /* "must not exist" is the zero id: with force off instead, libgit2 would
@@ -975,13 +697,13 @@ static int push_local(struct status_git *s, const git_oid *base, const git_oid *
     case GIT_EEXISTS:   /* it was created since our fetch */
     case GIT_ENOTFOUND: /* it was deleted since our fetch */
     case GIT_ELOCKED:   /* someone is moving it right now */
-        snprintf(why, why_size, "the branch moved on the remote: %s", libgit2_message());
+        snprintf(why, why_size, "the branch moved on the remote: %s", git_common_message());
         r = PUSH_RACED;
         break;
     default:
         error_set(err, err_size, "cannot push status branch %s to %s: %s", s->branch,
-                  s->display_url, libgit2_message());
-        r = libgit2_errno(code);
+                  s->display_url, git_common_message());
+        r = git_common_errno(code);
         break;
     }
 out:
@@ -998,7 +720,7 @@ out:
 
 static size_t clone_pack_count(const struct status_git *s)
 {
-    char *dir = text_join(git_repository_path(s->repo), "", "objects/pack");
+    char *dir = git_common_text_join(git_repository_path(s->repo), "", "objects/pack");
     DIR *d = dir ? opendir(dir) : NULL;
     size_t count = 0;
     struct dirent *e;
@@ -1021,11 +743,11 @@ static void clone_objects_remove(const char *objects, const char *keep)
     struct dirent *e;
     while (d && (e = readdir(d))) {
         const char *name = e->d_name;
-        bool fan_out = strlen(name) == 2 && hex_value(name[0]) >= 0 && hex_value(name[1]) >= 0;
+        bool fan_out = strlen(name) == 2 && git_common_hex_value(name[0]) >= 0 && git_common_hex_value(name[1]) >= 0;
         bool pack = !strcmp(name, "pack");
         if (!fan_out && !pack)
             continue;
-        char *sub = text_join(objects, "/", name);
+        char *sub = git_common_text_join(objects, "/", name);
         DIR *sd = sub ? opendir(sub) : NULL;
         struct dirent *f;
         while (sd && (f = readdir(sd))) {
@@ -1034,7 +756,7 @@ static void clone_objects_remove(const char *objects, const char *keep)
             if (pack && (strncmp(f->d_name, "pack-", 5) ||
                          (keep && !strncmp(f->d_name, keep, strlen(keep)))))
                 continue;
-            char *file = text_join(sub, "/", f->d_name);
+            char *file = git_common_text_join(sub, "/", f->d_name);
             if (file)
                 unlink(file);
             free(file);
@@ -1074,11 +796,11 @@ int status_git_compact(struct status_git *s)
     if (code == 0 && git_packbuilder_object_count(packer) > 0) {
         code = git_packbuilder_write(packer, NULL, 0, NULL, NULL);
         if (code == 0)
-            keep = text_join("pack-", "", git_packbuilder_name(packer));
+            keep = git_common_text_join("pack-", "", git_packbuilder_name(packer));
     }
-    objects = text_join(git_repository_path(s->repo), "", "objects");
+    objects = git_common_text_join(git_repository_path(s->repo), "", "objects");
     if (code < 0 || !objects || (any && !keep)) {
-        r = code < 0 ? libgit2_errno(code) : -ENOMEM;
+        r = code < 0 ? git_common_errno(code) : -ENOMEM;
         goto out;
     }
     /* the repository keeps the packs it read open: close it first */
@@ -1133,7 +855,7 @@ static int urls_resolve(struct status_git *s, const char *url, char *err, size_t
         free(fetch);
         free(push);
         error_set(err, err_size, "status branch %s of %s: cannot read the git config: %s",
-                  s->branch, s->display_url, libgit2_message());
+                  s->branch, s->display_url, git_common_message());
         return -EIO;
     }
     s->url = url_absolute(fetch ? fetch : url);
@@ -1163,7 +885,7 @@ int status_git_open(const struct status_git_options *options, struct status_git 
         error_set(err, err_size, "status branch: the url and the clone directory are required");
         return -EINVAL;
     }
-    if (libgit2_ready() < 0) {
+    if (git_common_ready() < 0) {
         error_set(err, err_size, "status branch: cannot initialise libgit2");
         return -EIO;
     }
@@ -1184,7 +906,7 @@ int status_git_open(const struct status_git_options *options, struct status_git 
         options->timeout_seconds > 0 ? options->timeout_seconds : DEFAULT_TIMEOUT_SECONDS;
     s->branch = strdup(branch);
     s->clone_dir = strdup(options->clone_dir);
-    s->display_url = url_for_display(options->url);
+    s->display_url = git_common_url_for_display(options->url, ":***");
     s->author_name = strdup(options->author_name && *options->author_name ? options->author_name
                                                                           : DEFAULT_AUTHOR_NAME);
     s->author_email =
@@ -1198,8 +920,8 @@ int status_git_open(const struct status_git_options *options, struct status_git 
     s->summary_userdata = options->summary_userdata;
     s->summary_dir = strdup(options->summary_dir ? options->summary_dir : "status");
     s->summary_path = strdup(options->summary_path ? options->summary_path : "STATUS.md");
-    s->branch_ref = text_join("refs/heads/", "", branch);
-    s->tracking_ref = text_join("refs/remotes/" REMOTE_NAME "/", "", branch);
+    s->branch_ref = git_common_text_join("refs/heads/", "", branch);
+    s->tracking_ref = git_common_text_join("refs/remotes/" REMOTE_NAME "/", "", branch);
     if (asprintf(&s->fetch_refspec, "+refs/heads/%s:refs/remotes/" REMOTE_NAME "/%s", branch,
                  branch) < 0)
         s->fetch_refspec = NULL;
@@ -1225,7 +947,7 @@ int status_git_open(const struct status_git_options *options, struct status_git 
     git_signature *signature = NULL;
     if (git_signature_new(&signature, s->author_name, s->author_email, 0, 0) < 0) {
         error_set(err, err_size, "status branch %s: author '%s <%s>' is refused: %s", s->branch,
-                  s->author_name, s->author_email, libgit2_message());
+                  s->author_name, s->author_email, git_common_message());
         status_git_free(s);
         return -EINVAL;
     }
