@@ -583,7 +583,22 @@ static bool apply_runtime(struct haproxy *h, const struct hp_service *services, 
             snprintf(split, sizeof(split), "%s.%s", s->name, a->name);
             snprintf(pinned[0], sizeof(pinned[0]), "%s.%s.0", s->name, a->name);
             snprintf(pinned[1], sizeof(pinned[1]), "%s.%s.1", s->name, a->name);
-            /* weights first lower, then raise, so a shift never overloads */
+            /* weights first lower, then raise, so a shift never overloads:
+             * a first pass lowers the weights that go down on servers that
+             * stay where they are, before any server leaves or joins (a
+             * canary server drained in the same pass as its traffic moves
+             * back must not leave the others the old share) */
+            for (int side = 0; side < 2 && !force; side++) {
+                for (int k = 0; k < a->slot_count; k++) {
+                    const struct slot *was =
+                        before && k < before->slot_count ? &before->slots[side][k] : NULL;
+                    const struct slot *now = &a->slots[side][k];
+                    if (was && was->port == now->port && now->weight < was->weight &&
+                        !strcmp(state_word(was), "ready"))
+                        buffer_add(&b, "set server %s/%c%d weight %d", split, side ? 'b' : 'a', k,
+                                   now->weight);
+                }
+            }
             for (int side = 0; side < 2; side++) {
                 for (int k = 0; k < a->slot_count; k++) {
                     static const struct slot empty = {0, ENDPOINT_MAINT, 0};
