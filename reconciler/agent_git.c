@@ -55,7 +55,6 @@ struct agent_git {
     sd_event_source *fetch_timer, *watch_dir, *watch_heads, *watch_debounce;
     struct agent_git_info info;
     char trusted_path[PATH_MAX];
-    char watch_heads_path[PATH_MAX];
 };
 
 static long long now_ms(void)
@@ -166,7 +165,6 @@ static void fetch_finished(struct agent_git *g, int r, const struct git_fetch_re
     info->fetch_failures = 0;
     info->fetched_ms = now_ms();
     metrics_fetch_succeeded(g->metrics, (double)info->fetched_ms / 1000);
-    info->fetches++;
     if (result.rewritten) {
         memcpy(info->rewritten_from, result.previous, sizeof(info->rewritten_from));
         log_git("branch %s was rewritten: %.12s is not an ancestor of %.12s", g->config->git_branch,
@@ -196,7 +194,7 @@ static void *fetch_thread(void *userdata)
     g->job_status = git_source_fetch(g->fetcher, &g->job_result);
     char done = 1;
     if (write(g->done_pipe[1], &done, 1) < 0) {
-        /* the loop then learns of it at the next fetch_timeout poll */
+        /* cannot happen: one byte into an empty pipe (one fetch at a time) */
     }
     return NULL;
 }
@@ -273,13 +271,9 @@ static void start_watching(struct agent_git *g)
     const uint32_t mask = IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE;
     int r = sd_event_add_inotify(g->event, &g->watch_dir, dir, mask, on_watch, g);
     /* refs/heads, or the directory of a branch with a slash in its name */
-    const char *branch = g->config->git_branch;
-    const char *slash = strrchr(branch, '/');
-    snprintf(g->watch_heads_path, sizeof(g->watch_heads_path), "%s/refs/heads%s%.*s", dir,
-             slash ? "/" : "", slash ? (int)(slash - branch) : 0, branch);
-    if (r >= 0)
-        r = sd_event_add_inotify(g->event, &g->watch_heads, g->watch_heads_path, mask, on_watch,
-                                 g);
+    const char *heads = git_source_watch_ref_directory(g->source);
+    if (r >= 0 && heads)
+        r = sd_event_add_inotify(g->event, &g->watch_heads, heads, mask, on_watch, g);
     if (r < 0)
         log_git_warn("cannot watch %s (%s): fetching every %llds only", dir, strerror(-r),
                 (long long)g->config->fetch_interval_s);

@@ -27,7 +27,6 @@ struct agent_git_info {
     long long fetched_ms;              /* wall time of the last successful fetch */
     long long fetch_failures;          /* in a row */
     char rewritten_from[GIT_OID_TEXT]; /* set when the branch was rewritten (force push) */
-    long long fetches;                 /* successful fetches since start */
 };
 
 struct agent_git;

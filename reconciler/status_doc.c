@@ -183,8 +183,7 @@ static void escape_cut(struct text *out, const char *s, size_t max_chars)
     text_puts(out, "…");
 }
 
-/* s as a code span: fenced by more backticks than any run inside it. */
-static void code_span(struct text *out, const char *s)
+static size_t longest_backtick_run(const char *s)
 {
     size_t longest = 0, run = 0;
     for (const char *p = s; *p; p++) {
@@ -192,6 +191,13 @@ static void code_span(struct text *out, const char *s)
         if (run > longest)
             longest = run;
     }
+    return longest;
+}
+
+/* s as a code span: fenced by more backticks than any run inside it. */
+static void code_span(struct text *out, const char *s)
+{
+    size_t longest = longest_backtick_run(s);
     bool pad = *s == '`' || (*s && s[strlen(s) - 1] == '`') || *s == ' ';
     for (size_t i = 0; i <= longest; i++)
         text_putc(out, '`');
@@ -208,12 +214,7 @@ static void code_span(struct text *out, const char *s)
 /* s as a fenced code block: shown line by line, whatever it holds. */
 static void fenced_block(struct text *out, const char *s)
 {
-    size_t longest = 0, run = 0;
-    for (const char *p = s; *p; p++) {
-        run = *p == '`' ? run + 1 : 0;
-        if (run > longest)
-            longest = run;
-    }
+    size_t longest = longest_backtick_run(s);
     size_t fence = longest >= 3 ? longest + 1 : 3;
     for (size_t i = 0; i < fence; i++)
         text_putc(out, '`');
