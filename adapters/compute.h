@@ -40,7 +40,10 @@ struct compute_adapter {
                         struct endpoint *out, size_t max);
     /* Starts the replicas that sync() recorded; call after the state is saved. */
     int (*launch_pending)(void *instance);
-    json_t *(*to_json)(void *instance);
+    /* What the adapter keeps across restarts, as the JSON text (malloc'd,
+     * *length bytes) that the agent puts in its state file and hands back
+     * to the adapter on the next start. NULL: out of memory. */
+    char *(*state_text)(void *instance, size_t *length);
     void (*free)(void *instance);
 };
 

@@ -49,6 +49,7 @@ struct managed {
     struct service_spec *specs[2]; /* typed view of each side's doc */
     json_t *spec_docs[2];          /* the docs specs[] were made from */
     char *status_text;             /* last status written */
+    char *state_text;              /* its state file entry; NULL: encode again */
     json_t *status_doc;            /* and its document, for the status branch */
     char stored[2][17];            /* versions whose spec text is in the spec store */
     char *revert_branch;           /* pushed after the last rollback, or NULL */
@@ -76,7 +77,8 @@ struct agent {
     struct policy_set policies;
     struct managed *services;
     struct metrics *metrics; /* NULL: no metrics endpoint */
-    size_t count;
+    size_t count, capacity;
+    struct resource_need used; /* by all services; see sum_used() */
     struct compute_adapter compute;
     struct router_adapter router;
     char state_path[4096], status_dir[4096], control_path[4096];
@@ -97,21 +99,41 @@ static long long wall_ms(void)
 
 /* ---- services ---- */
 
+/* a->services is kept sorted by name: lookups are binary searches, so a
+ * pass over n services never costs n^2 name comparisons. */
+static size_t managed_position(const struct agent *a, const char *name)
+{
+    size_t low = 0, high = a->count;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        if (strcmp(a->services[mid].state->name, name) < 0)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return low;
+}
+
 static struct managed *find_managed(struct agent *a, const char *name)
 {
-    for (size_t i = 0; i < a->count; i++)
-        if (!strcmp(a->services[i].state->name, name))
-            return &a->services[i];
-    return NULL;
+    size_t at = managed_position(a, name);
+    return at < a->count && !strcmp(a->services[at].state->name, name) ? &a->services[at] : NULL;
 }
 
 static struct managed *add_managed(struct agent *a, struct service_state *state)
 {
-    struct managed *grown = realloc(a->services, (a->count + 1) * sizeof(*grown));
-    if (!grown)
-        return NULL;
-    a->services = grown;
-    struct managed *m = &a->services[a->count++];
+    if (a->count == a->capacity) {
+        size_t capacity = a->capacity ? a->capacity * 2 : 16;
+        struct managed *grown = realloc(a->services, capacity * sizeof(*grown));
+        if (!grown)
+            return NULL;
+        a->services = grown;
+        a->capacity = capacity;
+    }
+    size_t at = managed_position(a, state->name);
+    memmove(&a->services[at + 1], &a->services[at], (a->count - at) * sizeof(*a->services));
+    a->count++;
+    struct managed *m = &a->services[at];
     memset(m, 0, sizeof(*m));
     m->state = state;
     return m;
@@ -124,6 +146,7 @@ static void managed_clear(struct managed *m)
         json_decref(m->spec_docs[i]);
     }
     free(m->status_text);
+    free(m->state_text);
     json_decref(m->status_doc);
     free(m->revert_branch);
     spec_free(m->override);
@@ -145,6 +168,8 @@ static struct autoscale_entry *scale_entry(struct managed *m, int side, const ch
                 if (m->state->primary != side || m->state->canary >= 0)
                     autoscale_init(&e->st, d);
                 snprintf(e->version, sizeof(e->version), "%s", version);
+                free(m->state_text); /* saved with the next save */
+                m->state_text = NULL;
             }
             return e;
         }
@@ -160,6 +185,8 @@ static struct autoscale_entry *scale_entry(struct managed *m, int side, const ch
     snprintf(e->application, sizeof(e->application), "%s", application);
     snprintf(e->deployment, sizeof(e->deployment), "%s", d->name);
     autoscale_init(&e->st, d);
+    free(m->state_text);
+    m->state_text = NULL;
     return e;
 }
 
@@ -214,34 +241,81 @@ static const struct policy *policy_for(struct agent *a, const struct service_spe
 
 /* ---- state store ---- */
 
+/* A service's entry in the state file, kept as text until the service
+ * changes (mark_dirty): a save re-encodes what changed and copies the rest,
+ * where encoding every service made each save cost the whole host. */
+static char *service_text(const struct managed *m)
+{
+    json_t *doc = service_state_to_json(m->state);
+    if (!doc)
+        return NULL;
+    if (m->scale_count) {
+        json_t *scale = json_array();
+        for (size_t k = 0; k < m->scale_count; k++)
+            json_array_append_new(
+                scale, json_pack("{s:i, s:s, s:s, s:s, s:i}", "side", m->scale[k].side,
+                                 "version", m->scale[k].version, "application",
+                                 m->scale[k].application, "deployment",
+                                 m->scale[k].deployment, "replicas", m->scale[k].st.replicas));
+        json_object_set_new(doc, "autoscale", scale);
+    }
+    if (m->revert_branch)
+        json_object_set_new(doc, "revert_branch", json_string(m->revert_branch));
+    if (m->override)
+        json_object_set_new(doc, "override", json_pack("{s:s, s:s}", "version",
+                                                        m->override->version, "for",
+                                                        m->override_for));
+    json_t *pair = json_pack("{s:o}", m->state->name, doc);
+    char *text = pair ? json_dumps(pair, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
+                      : NULL;
+    json_decref(pair);
+    return text; /* {"name":{...}}: the braces are dropped when joined */
+}
+
+/* The service's state changed: its entry is encoded again at the next save. */
+static void mark_dirty(struct agent *a, struct managed *m)
+{
+    a->dirty = true;
+    free(m->state_text);
+    m->state_text = NULL;
+}
+
 static int save_state(struct agent *a)
 {
-    json_t *services = json_object();
-    for (size_t i = 0; i < a->count; i++) {
-        const struct managed *m = &a->services[i];
-        json_t *doc = service_state_to_json(m->state);
-        if (m->scale_count) {
-            json_t *scale = json_array();
-            for (size_t k = 0; k < m->scale_count; k++)
-                json_array_append_new(
-                    scale, json_pack("{s:i, s:s, s:s, s:s, s:i}", "side", m->scale[k].side,
-                                     "version", m->scale[k].version, "application",
-                                     m->scale[k].application, "deployment",
-                                     m->scale[k].deployment, "replicas", m->scale[k].st.replicas));
-            json_object_set_new(doc, "autoscale", scale);
+    size_t replicas_length = 0;
+    char *replicas = a->compute.state_text(a->compute.instance, &replicas_length);
+    size_t size = replicas_length + 64;
+    for (size_t i = 0; replicas && i < a->count; i++) {
+        struct managed *m = &a->services[i];
+        if (!m->state_text && !(m->state_text = service_text(m))) {
+            free(replicas);
+            replicas = NULL;
+            break;
         }
-        if (m->revert_branch)
-            json_object_set_new(doc, "revert_branch", json_string(m->revert_branch));
-        if (m->override)
-            json_object_set_new(doc, "override", json_pack("{s:s, s:s}", "version",
-                                                            m->override->version, "for",
-                                                            m->override_for));
-        json_object_set_new(services, m->state->name, doc);
+        size += strlen(m->state_text) + 1;
     }
-    json_t *doc = json_pack("{s:i, s:o, s:o}", "format", 1, "services", services, "replicas",
-                            a->compute.to_json(a->compute.instance));
-    int r = state_store_save(a->state_path, doc);
-    json_decref(doc);
+    char *text = replicas ? malloc(size) : NULL;
+    int r = -ENOMEM;
+    if (text) {
+        /* keys in order, as JSON_SORT_KEYS would: a->services is sorted */
+        size_t n = (size_t)snprintf(text, size, "{\"format\":1,\"replicas\":");
+        memcpy(text + n, replicas, replicas_length);
+        n += replicas_length;
+        n += (size_t)snprintf(text + n, size - n, ",\"services\":{");
+        for (size_t i = 0; i < a->count; i++) {
+            const char *entry = a->services[i].state_text;
+            size_t l = strlen(entry);
+            if (i)
+                text[n++] = ',';
+            memcpy(text + n, entry + 1, l - 2);
+            n += l - 2;
+        }
+        text[n++] = '}';
+        text[n++] = '}';
+        r = state_store_save_text(a->state_path, text, n);
+    }
+    free(text);
+    free(replicas);
     if (r < 0)
         log_warn("cannot save %s: %s", a->state_path, strerror(-r));
     return r;
@@ -551,11 +625,13 @@ static void write_status(struct agent *a, struct managed *m, const char *invalid
     publish_metrics(a, m, views);
     json_t *doc = status_document(m->state, views, invalid_error, wall_ms());
     decorate_status(a, m, doc);
-    /* compare without the timestamp so an unchanged service is not rewritten */
-    json_t *stable = json_deep_copy(doc);
-    json_object_del(stable, "updated");
-    char *text = json_dumps(stable, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(stable);
+    /* compare without the timestamp so an unchanged service is not
+     * rewritten (blanked in place, which keeps the key where it is) */
+    json_t *updated = json_incref(json_object_get(doc, "updated"));
+    json_object_set_new(doc, "updated", json_string(""));
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    if (updated)
+        json_object_set_new(doc, "updated", updated);
     if (text && m->status_text && !strcmp(text, m->status_text)) {
         free(text);
         json_decref(doc);
@@ -628,29 +704,52 @@ static const char *first_error(const struct spec_entry *entry, char *buf, size_t
     return buf;
 }
 
+/* What one service's versions take at their current capacities. */
+static struct resource_need service_need(const struct managed *m)
+{
+    struct resource_need used = {0, 0, 0};
+    for (int side = 0; side < 2; side++) {
+        if (!m->state->sides[side].used || !m->specs[side])
+            continue;
+        struct resource_need need =
+            inventory_need_version(m->specs[side], m->state->sides[side].capacity);
+        inventory_need_add(&used, &need);
+    }
+    return used;
+}
+
+/* a->used: what every service takes, summed at the start of a pass and kept
+ * current as each service moves, so no service sums all the others. */
+static void sum_used(struct agent *a)
+{
+    a->used = (struct resource_need){0, 0, 0};
+    if (!a->options->inventory.declared)
+        return;
+    for (size_t i = 0; i < a->count; i++) {
+        struct resource_need need = service_need(&a->services[i]);
+        inventory_need_add(&a->used, &need);
+    }
+}
+
+static void used_moved(struct agent *a, const struct resource_need *before,
+                       const struct resource_need *after)
+{
+    a->used.cpus += after->cpus - before->cpus;
+    a->used.memory += after->memory - before->memory;
+    a->used.gpu_devices += after->gpu_devices - before->gpu_devices;
+}
+
 /* What the host has free for one service: the inventory less what every
- * other service's versions take at their current capacities. */
-static bool available_for(struct agent *a, const struct managed *self, struct resource_need *out)
+ * other service's versions take (a->used less `self`, its own share). */
+static bool available_for(struct agent *a, const struct resource_need *self,
+                          struct resource_need *out)
 {
     const struct inventory *inv = &a->options->inventory;
     if (!inv->declared)
         return false;
-    struct resource_need used = {0, 0, 0};
-    for (size_t i = 0; i < a->count; i++) {
-        const struct managed *m = &a->services[i];
-        if (m == self)
-            continue;
-        for (int side = 0; side < 2; side++) {
-            if (!m->state->sides[side].used || !m->specs[side])
-                continue;
-            struct resource_need need =
-                inventory_need_version(m->specs[side], m->state->sides[side].capacity);
-            inventory_need_add(&used, &need);
-        }
-    }
-    out->cpus = inv->cpus - used.cpus;
-    out->memory = inv->memory > 0 ? inv->memory - used.memory : 0;
-    out->gpu_devices = (int)inv->gpu_count - used.gpu_devices;
+    out->cpus = inv->cpus - (a->used.cpus - self->cpus);
+    out->memory = inv->memory > 0 ? inv->memory - (a->used.memory - self->memory) : 0;
+    out->gpu_devices = (int)inv->gpu_count - (a->used.gpu_devices - self->gpu_devices);
     return true;
 }
 
@@ -709,7 +808,7 @@ static const struct spec_entry *desired_entry(struct agent *a, struct managed *m
                      m->override->version);
             spec_free(m->override);
             m->override = NULL;
-            a->dirty = true;
+            mark_dirty(a, m);
         } else {
             memset(scratch, 0, sizeof(*scratch));
             scratch->name = (char *)name;
@@ -735,7 +834,7 @@ static void record_versions(struct agent *a, struct managed *m, const struct spe
             continue;
         if (commit && commit[0] && !st->commit[0]) {
             snprintf(st->commit, sizeof(st->commit), "%s", commit);
-            a->dirty = true;
+            mark_dirty(a, m);
         }
         if (!strcmp(m->stored[side], st->version))
             continue;
@@ -788,7 +887,7 @@ static void push_revert(struct agent *a, struct managed *m, const struct spec_en
                               sizeof(branch)) == 0) {
         free(m->revert_branch);
         m->revert_branch = strdup(branch);
-        a->dirty = true;
+        mark_dirty(a, m);
     }
     free(text);
 }
@@ -807,6 +906,8 @@ static long long reconcile_service(struct agent *a, struct managed *m,
     in.desired_invalid = entry && !entry->spec;
     in.desired_error = first_error(entry, error, sizeof(error));
     struct resource_need available;
+    bool inventory = a->options->inventory.declared;
+    struct resource_need own = inventory ? service_need(m) : (struct resource_need){0, 0, 0};
     long long wake_at = 0;
     for (int step = 0; step < MAX_STEPS_PER_PASS; step++) {
         refresh_specs(m);
@@ -817,7 +918,7 @@ static long long reconcile_service(struct agent *a, struct managed *m,
         if (!in.policy)
             return 0;
         observe(a, m, &in.observation);
-        in.available = available_for(a, m, &available) ? &available : NULL;
+        in.available = available_for(a, &own, &available) ? &available : NULL;
         in.now_ms = wall_ms();
         in.command = step == 0 ? command : COMMAND_NONE;
         enum service_phase before = m->state->phase;
@@ -841,7 +942,7 @@ static long long reconcile_service(struct agent *a, struct managed *m,
             wake_at = result.wake_at_ms;
         if (!result.changed)
             break;
-        a->dirty = true;
+        mark_dirty(a, m);
         refresh_specs(m);
         /* persist the intent, then act on it */
         sync_compute(a, m, in.policy);
@@ -852,6 +953,10 @@ static long long reconcile_service(struct agent *a, struct managed *m,
      * wave of an in-place update may start), so they are synced every pass */
     if (in.policy && !m->state->removed)
         sync_compute(a, m, in.policy);
+    if (inventory) {
+        struct resource_need now = service_need(m);
+        used_moved(a, &own, &now);
+    }
     if (!m->state->removed) {
         record_versions(a, m, entry, commit);
         if (m->state->phase == PHASE_ROLLED_BACK && start_phase != PHASE_ROLLED_BACK)
@@ -878,7 +983,7 @@ static void reload_snapshot(struct agent *a)
     struct snapshot next, trusted = {0};
     struct diag diag = DIAG_INIT;
     if (a->git ? agent_git_snapshots(a->git, &next, &trusted, &diag) < 0
-               : source_dir_load(a->options->source_path, &next, &diag) < 0) {
+               : source_dir_reload(a->options->source_path, &a->snapshot, &next, &diag) < 0) {
         /* keep the last good snapshot: an unreadable source changes nothing */
         if (diag.count)
             log_line("%s: %s", diag.entries[0].file, diag.entries[0].message);
@@ -955,6 +1060,7 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
             service_state_free(state);
     }
     long long wake_at = 0;
+    sum_used(a);
     for (size_t i = 0; i < a->count; i++) {
         struct managed *m = &a->services[i];
         const struct spec_entry *entry = desired_entry(a, m, m->state->name, &scratch, &commit);
@@ -1076,13 +1182,13 @@ static int on_autoscale_tick(sd_event_source *source, uint64_t usec, void *userd
                                  m->state->name, app->name, d->name, before, e->st.replicas,
                                  ongoing);
                         changed = true;
+                        mark_dirty(a, m);
                     }
                 }
             }
         }
     }
     if (changed) {
-        a->dirty = true;
         request_reconcile(a);
     }
     uint64_t next;
@@ -1289,7 +1395,7 @@ static bool rollback_to(struct agent *a, const char *service, const char *versio
     snprintf(m->override_for, sizeof(m->override_for), "%s",
              entry && entry->spec ? entry->spec->version : "");
     m->override = spec;
-    a->dirty = true;
+    mark_dirty(a, m);
     snprintf(message, size, "%s goes back to %s until the source asks for a version other than %s",
              service, version, m->override_for[0] ? m->override_for : "none");
     log_line("%s", message);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "yaml_tree.h"
@@ -154,8 +155,48 @@ void source_entry_parse(struct spec_entry *entry, const char *file, int read_sta
     entry->name = entry->spec ? strdup(entry->spec->name) : spec_guess_name(text, length);
 }
 
+static void stamp_of(const char *file, struct file_stamp *stamp)
+{
+    struct stat st;
+    memset(stamp, 0, sizeof(*stamp));
+    if (stat(file, &st) < 0 || !S_ISREG(st.st_mode))
+        return;
+    stamp->valid = true;
+    stamp->dev = st.st_dev;
+    stamp->ino = st.st_ino;
+    stamp->size = st.st_size;
+    stamp->mtime = st.st_mtim;
+    stamp->ctime = st.st_ctim;
+    clock_gettime(CLOCK_REALTIME, &stamp->taken);
+}
+
+static long long stamp_ms(const struct timespec *t)
+{
+    return (long long)t->tv_sec * 1000 + t->tv_nsec / 1000000;
+}
+
+/* File times tick with the kernel's coarse clock (a few ms): two writes in
+ * one tick leave the same times. A stamp taken that soon after the file's
+ * last change is not trusted ("racy", as git calls it): the file is read
+ * again at the next reload. */
+#define STAMP_RACY_MS 100
+
+static bool same_stamp(const struct file_stamp *a, const struct file_stamp *b)
+{
+    long long changed = stamp_ms(&b->mtime) > stamp_ms(&b->ctime) ? stamp_ms(&b->mtime)
+                                                                   : stamp_ms(&b->ctime);
+    if (changed + STAMP_RACY_MS >= stamp_ms(&b->taken))
+        return false;
+    return a->valid && b->valid && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+           a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
 void source_entry_load(struct spec_entry *entry, const char *file)
 {
+    /* stamped before reading: a write racing the read leaves an older
+     * stamp, so the next reload reads the file again */
+    stamp_of(file, &entry->stamp);
     char *text = NULL;
     size_t length = 0;
     int r = source_read_file(file, YAML_TREE_MAX_BYTES, &text, &length);
@@ -202,6 +243,7 @@ int snapshot_index(struct snapshot *snapshot)
                      entry->name, by_name[first]->file);
             spec_free(entry->spec);
             entry->spec = NULL;
+            entry->duplicate = true;
         }
     }
     snapshot->by_name = by_name;
@@ -210,6 +252,12 @@ int snapshot_index(struct snapshot *snapshot)
 }
 
 int source_dir_load(const char *path, struct snapshot *out, struct diag *diag)
+{
+    return source_dir_reload(path, NULL, out, diag);
+}
+
+int source_dir_reload(const char *path, struct snapshot *previous, struct snapshot *out,
+                      struct diag *diag)
 {
     char **files;
     size_t count;
@@ -222,8 +270,26 @@ int source_dir_load(const char *path, struct snapshot *out, struct diag *diag)
         source_files_free(files, count);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < count; i++)
-        source_entry_load(&out->entries[out->count++], files[i]);
+    /* both lists are in file order: one cursor walks previous */
+    size_t at = 0, before_count = previous ? previous->count : 0;
+    for (size_t i = 0; i < count; i++) {
+        struct spec_entry *entry = &out->entries[out->count++];
+        while (at < before_count &&
+               (!previous->entries[at].file || strcmp(previous->entries[at].file, files[i]) < 0))
+            at++;
+        struct spec_entry *before = at < before_count ? &previous->entries[at] : NULL;
+        if (before && !strcmp(before->file, files[i]) && !before->duplicate) {
+            struct file_stamp now;
+            stamp_of(files[i], &now);
+            if (same_stamp(&now, &before->stamp)) {
+                *entry = *before; /* taken: previous no longer owns it */
+                memset(before, 0, sizeof(*before));
+                at++;
+                continue;
+            }
+        }
+        source_entry_load(entry, files[i]);
+    }
     source_files_free(files, count);
     if (snapshot_index(out) < 0) {
         snapshot_clear(out);

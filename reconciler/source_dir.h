@@ -9,17 +9,33 @@
 #ifndef ROLLD_SOURCE_DIR_H
 #define ROLLD_SOURCE_DIR_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "error.h"
 #include "policy.h"
 #include "spec.h"
+
+/* What a file looked like when it was read: an entry whose file still
+ * looks the same is kept as it was parsed (source_dir_reload). */
+struct file_stamp {
+    bool valid;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+    struct timespec taken; /* the clock when the stamp was taken */
+};
 
 struct spec_entry {
     char *file;
     char *name;                /* service name, or NULL when it cannot be read */
     struct service_spec *spec; /* NULL when invalid */
     struct diag errors;
+    struct file_stamp stamp;   /* from before the file was read */
+    bool duplicate;            /* refused by snapshot_index: another file has its name */
 };
 
 struct snapshot {
@@ -33,6 +49,12 @@ struct snapshot {
 /* Reads path, a directory or a single file. Returns 0, or a negative errno
  * with a message in diag when the path cannot be read at all. */
 int source_dir_load(const char *path, struct snapshot *out, struct diag *diag);
+/* The same, taking from previous (which it empties of them) the entries
+ * whose file has not changed since it was read (same inode, size, mtime and
+ * ctime): a change to one file of many parses that one file. previous stays
+ * the caller's to clear. */
+int source_dir_reload(const char *path, struct snapshot *previous, struct snapshot *out,
+                      struct diag *diag);
 void snapshot_clear(struct snapshot *snapshot);
 /* The first entry in file order with that name, or NULL. O(log n) once the
  * snapshot is indexed (source_dir_load does it), a scan otherwise. */

@@ -31,6 +31,9 @@ struct deployment_spec {
     int max_ongoing_requests;
     double health_check_period_s, health_check_timeout_s;
     double graceful_shutdown_timeout_s, graceful_shutdown_wait_loop_s;
+    /* memo for the compute backend: the hash of what a restart of a replica
+     * would change, a function of the spec's doc ("" until first asked) */
+    char identity[17];
 };
 
 struct application_spec {

@@ -10,17 +10,22 @@
 
 int state_store_save(const char *path, const json_t *doc)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
     if (!text)
         return -ENOMEM;
+    int r = state_store_save_text(path, text, strlen(text));
+    free(text);
+    return r;
+}
+
+int state_store_save_text(const char *path, const char *text, size_t length)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        free(text);
+    if (fd < 0)
         return -errno;
-    }
-    size_t length = strlen(text), done = 0;
+    size_t done = 0;
     int r = 0;
     while (done < length) {
         ssize_t n = write(fd, text + done, length - done);
@@ -32,7 +37,6 @@ int state_store_save(const char *path, const json_t *doc)
         }
         done += (size_t)n;
     }
-    free(text);
     if (r == 0 && fsync(fd) < 0)
         r = -errno;
     close(fd);

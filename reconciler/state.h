@@ -13,6 +13,8 @@
 
 /* Writes doc to path atomically. Returns 0 or -errno. */
 int state_store_save(const char *path, const json_t *doc);
+/* The same with the document already encoded: length bytes of text. */
+int state_store_save_text(const char *path, const char *text, size_t length);
 /* Reads path; *doc is NULL when the file does not exist. Returns 0 or -errno. */
 int state_store_load(const char *path, json_t **doc);
 

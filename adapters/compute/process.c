@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -65,6 +66,21 @@ struct replica {
     sd_event_source *timer;
     struct http_request *probe;
     struct http_request *reconfigure;
+    /* the replica's record in the state file, and what it was made from */
+    char *saved_text;
+    struct saved_fields {
+        pid_t pid;
+        unsigned long long start_time;
+        int port, side, index, restarts, threshold;
+        enum replica_state state;
+        bool ever_ready, crash_loop;
+        double period_s, timeout_s, shutdown_timeout_s;
+        const void *launch, *health_url, *reconfigure_url, *user_config;
+        char version[17], identity[17], gpus[256];
+    } saved;
+    /* the spec replica_configure() last applied: its version and file */
+    char configured_version[17];
+    char *configured_file;
 };
 
 struct backend {
@@ -78,6 +94,7 @@ struct backend {
     int gpus[64];
     size_t gpu_count;
     bool dirty; /* a replica changed state since the last launch_pending() */
+    struct rlimit files; /* RLIMIT_NOFILE as the agent found it, for the replicas */
 };
 
 static long long now_ms(struct backend *b)
@@ -150,6 +167,8 @@ static void replica_free(struct replica *r)
     free(r->health_url);
     free(r->reconfigure_url);
     free(r->user_config);
+    free(r->saved_text);
+    free(r->configured_file);
     free(r);
 }
 
@@ -388,6 +407,7 @@ static int replica_spawn(struct replica *r)
         for (int s = 1; s < NSIG; s++)
             signal(s, SIG_DFL);
         setsid();
+        setrlimit(RLIMIT_NOFILE, &b->files);
         int null_fd = open("/dev/null", O_RDONLY);
         if (null_fd >= 0)
             dup2(null_fd, 0);
@@ -564,7 +584,39 @@ static void replica_drain(struct replica *r)
 
 /* ---- records ---- */
 
-static struct replica *replica_add(struct backend *b)
+/* b->replicas is kept sorted by service, so one service's replicas are a
+ * range found by binary search: the calls of a pass stay O(log n) each, and
+ * a pass over n services O(n log n), where scanning every replica made it
+ * quadratic. Within a service, replicas keep the order they were added in. */
+static int service_order(const struct replica *r, const char *service)
+{
+    return strcmp(r->service ? r->service : "", service);
+}
+
+/* b->replicas[*lo .. *hi) are the replicas of `service` */
+static void service_range(struct backend *b, const char *service, size_t *lo, size_t *hi)
+{
+    size_t low = 0, high = b->count;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        if (service_order(b->replicas[mid], service) < 0)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    *lo = low;
+    high = b->count;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        if (service_order(b->replicas[mid], service) <= 0)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    *hi = low;
+}
+
+static struct replica *replica_add(struct backend *b, const char *service)
 {
     if (b->count == b->capacity) {
         size_t capacity = b->capacity ? b->capacity * 2 : 32;
@@ -577,8 +629,17 @@ static struct replica *replica_add(struct backend *b)
     struct replica *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
+    r->service = service ? strdup(service) : NULL;
+    if (service && !r->service) {
+        free(r);
+        return NULL;
+    }
     r->backend = b;
-    b->replicas[b->count++] = r;
+    size_t lo, at;
+    service_range(b, service ? service : "", &lo, &at);
+    memmove(&b->replicas[at + 1], &b->replicas[at], (b->count - at) * sizeof(*b->replicas));
+    b->replicas[at] = r;
+    b->count++;
     return r;
 }
 
@@ -714,12 +775,18 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
                               const struct application_spec *app, const struct deployment_spec *d,
                               const struct policy *policy)
 {
+    r->threshold = policy ? policy->failure_threshold : 3;
+    /* everything below comes from the spec's version (its doc less the
+     * rollout settings) and its file: done again only when these change */
+    const char *file = spec->file ? spec->file : "";
+    if (!strcmp(r->configured_version, spec->version) && r->configured_file &&
+        !strcmp(r->configured_file, file))
+        return;
     memcpy(r->version, spec->version, sizeof(r->version));
     r->num_gpus = d->num_gpus;
     r->period_s = d->health_check_period_s;
     r->timeout_s = d->health_check_timeout_s;
     r->shutdown_timeout_s = d->graceful_shutdown_timeout_s;
-    r->threshold = policy ? policy->failure_threshold : 3;
     free(r->health_url);
     r->health_url = strdup(app->health_path ? app->health_path : "/-/healthz");
     free(r->reconfigure_url);
@@ -744,6 +811,9 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
     }
     free(r->user_config);
     r->user_config = config ? config : strdup("null");
+    memcpy(r->configured_version, spec->version, sizeof(r->configured_version));
+    free(r->configured_file);
+    r->configured_file = strdup(file);
 }
 
 /* What a replica cannot change without a restart: everything about its
@@ -753,6 +823,10 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
 static void deployment_identity(const struct service_spec *spec, const struct application_spec *app,
                                 const struct deployment_spec *d, char out[17])
 {
+    if (d->identity[0]) {
+        memcpy(out, d->identity, 17);
+        return;
+    }
     static const char *const service_light[] = {"applications", "backend", "rollout",
                                                 "version_name", "tags", "logging_config"};
     static const char *const app_light[] = {"deployments", "route_prefix", "logging_config"};
@@ -794,6 +868,8 @@ static void deployment_identity(const struct service_spec *spec, const struct ap
     spec_hash_text(text, out);
     free(text);
     json_decref(all);
+    /* the spec is not changed after parsing, only this memo in it */
+    memcpy(((struct deployment_spec *)d)->identity, out, 17);
 }
 
 static bool replica_of(const struct replica *r, const char *service, int side,
@@ -814,7 +890,9 @@ static void drain_worst(struct backend *b, const char *service, int side, const 
                         const char *dep, const char *identity, bool matching)
 {
     struct replica *worst = NULL;
-    for (size_t i = 0; i < b->count; i++) {
+    size_t lo, hi;
+    service_range(b, service, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
         struct replica *r = b->replicas[i];
         if (!replica_of(r, service, side, app, dep) || !replica_active(r) ||
             (strcmp(r->identity, identity) == 0) != matching)
@@ -829,9 +907,11 @@ static void drain_worst(struct backend *b, const char *service, int side, const 
 static int free_index(struct backend *b, const char *service, int side, const char *app,
                       const char *dep)
 {
+    size_t lo, hi;
+    service_range(b, service, &lo, &hi);
     for (int index = 0;; index++) {
         bool used = false;
-        for (size_t i = 0; i < b->count && !used; i++) {
+        for (size_t i = lo; i < hi && !used; i++) {
             struct replica *r = b->replicas[i];
             used = r->state != REPLICA_GONE && r->index == index &&
                    replica_of(r, service, side, app, dep);
@@ -851,7 +931,9 @@ static struct deployment_counts count_replicas(struct backend *b, const char *se
                                                const char *identity)
 {
     struct deployment_counts c = {0, 0, 0, 0};
-    for (size_t i = 0; i < b->count; i++) {
+    size_t lo, hi;
+    service_range(b, service, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
         struct replica *r = b->replicas[i];
         if (!replica_of(r, service, side, app, dep))
             continue;
@@ -885,7 +967,9 @@ static int sync_deployment(struct backend *b, const char *service, int side,
 {
     char identity[17];
     deployment_identity(spec, app, d, identity);
-    for (size_t i = 0; i < b->count; i++) {
+    size_t lo, hi;
+    service_range(b, service, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
         struct replica *r = b->replicas[i];
         if (replica_of(r, service, side, app->name, d->name) && replica_active(r) &&
             !strcmp(r->identity, identity))
@@ -910,11 +994,10 @@ static int sync_deployment(struct backend *b, const char *service, int side,
     int start = want - c.current < budget ? want - c.current : budget;
     for (int k = 0; k < start; k++) {
         int index = free_index(b, service, side, app->name, d->name);
-        struct replica *r = replica_add(b);
+        struct replica *r = replica_add(b, service);
         if (!r)
             return -ENOMEM;
         new_replica_id(r->id);
-        r->service = strdup(service);
         r->application = strdup(app->name);
         r->deployment = strdup(d->name);
         r->side = side;
@@ -932,7 +1015,9 @@ static int process_sync(void *instance, const char *service, int side,
 {
     struct backend *b = instance;
     /* drain what the spec no longer has, or everything without a spec */
-    for (size_t i = 0; i < b->count; i++) {
+    size_t lo, hi;
+    service_range(b, service, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
         struct replica *r = b->replicas[i];
         if (!replica_matches(r, service, side) || !replica_active(r))
             continue;
@@ -965,7 +1050,9 @@ static void process_observe(void *instance, const char *service, int side,
     struct backend *b = instance;
     memset(out, 0, sizeof(*out));
     out->ready = spec != NULL;
-    for (size_t i = 0; i < b->count; i++) {
+    size_t lo, hi;
+    service_range(b, service, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
         struct replica *r = b->replicas[i];
         if (!replica_matches(r, service, side) || r->state == REPLICA_GONE)
             continue;
@@ -1003,7 +1090,9 @@ static int process_count_ready(void *instance, const char *service, int side,
 {
     struct backend *b = instance;
     int ready = 0;
-    for (size_t i = 0; i < b->count; i++) {
+    size_t lo, hi;
+    service_range(b, service, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
         struct replica *r = b->replicas[i];
         if (replica_of(r, service, side, application, deployment) && r->state == REPLICA_READY)
             ready++;
@@ -1015,8 +1104,9 @@ static size_t process_endpoints(void *instance, const char *service, int side,
                                 const char *application, struct endpoint *out, size_t max)
 {
     struct backend *b = instance;
-    size_t n = 0;
-    for (size_t i = 0; i < b->count && n < max; i++) {
+    size_t n = 0, lo, hi;
+    service_range(b, service, &lo, &hi);
+    for (size_t i = lo; i < hi && n < max; i++) {
         struct replica *r = b->replicas[i];
         if (!replica_matches(r, service, side) || strcmp(r->application, application) != 0 ||
             r->port <= 0)
@@ -1069,29 +1159,93 @@ static int process_launch_pending(void *instance)
     return launched;
 }
 
-static json_t *process_to_json(void *instance)
+static void saved_fields_of(const struct replica *r, struct saved_fields *f)
+{
+    memset(f, 0, sizeof(*f)); /* padding too: the struct is compared with memcmp */
+    f->pid = r->pid;
+    f->start_time = r->start_time;
+    f->port = r->port;
+    f->side = r->side;
+    f->index = r->index;
+    f->restarts = r->restarts;
+    f->threshold = r->threshold;
+    f->state = r->state;
+    f->ever_ready = r->ever_ready;
+    f->crash_loop = r->crash_loop;
+    f->period_s = r->period_s;
+    f->timeout_s = r->timeout_s;
+    f->shutdown_timeout_s = r->shutdown_timeout_s;
+    /* replaced, never changed in place: a new pointer is a new value */
+    f->launch = r->launch;
+    f->health_url = r->health_url;
+    f->reconfigure_url = r->reconfigure_url;
+    f->user_config = r->user_config;
+    memcpy(f->version, r->version, sizeof(f->version));
+    memcpy(f->identity, r->identity, sizeof(f->identity));
+    memcpy(f->gpus, r->gpus, sizeof(f->gpus));
+}
+
+/* One replica's record, made again only when a field it holds changed. */
+static const char *replica_text(struct replica *r)
+{
+    struct saved_fields now;
+    saved_fields_of(r, &now);
+    if (r->saved_text && !memcmp(&now, &r->saved, sizeof(now)))
+        return r->saved_text;
+    json_t *doc = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:b, s:b, "
+        "s:O, s:s?, s:s?, s:s?, s:f, s:f, s:f, s:i}",
+        "id", r->id, "identity", r->identity, "gpus", r->gpus, "service", r->service,
+        "application", r->application, "deployment", r->deployment, "side", r->side, "index",
+        r->index, "version", r->version, "pid", (int)r->pid, "start_time",
+        (json_int_t)r->start_time, "port", r->port, "state", state_names[r->state], "restarts",
+        r->restarts, "ever_ready", r->ever_ready, "crash_loop", r->crash_loop, "launch",
+        r->launch ? r->launch : json_null(), "health_path", r->health_url, "reconfigure_path",
+        r->reconfigure_url, "user_config", r->user_config, "period_s", r->period_s, "timeout_s",
+        r->timeout_s, "shutdown_timeout_s", r->shutdown_timeout_s, "threshold", r->threshold);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
+                     : NULL;
+    json_decref(doc);
+    if (!text)
+        return NULL;
+    free(r->saved_text);
+    r->saved_text = text;
+    r->saved = now;
+    return text;
+}
+
+/* The replicas as a JSON array, from each replica's kept record: a save
+ * costs what changed, plus copying the rest. */
+static char *process_state_text(void *instance, size_t *length)
 {
     struct backend *b = instance;
-    json_t *array = json_array();
+    size_t size = 3;
+    for (size_t i = 0; i < b->count; i++) {
+        struct replica *r = b->replicas[i];
+        const char *text = r->state == REPLICA_GONE ? NULL : replica_text(r);
+        if (r->state != REPLICA_GONE && !text)
+            return NULL;
+        size += text ? strlen(text) + 1 : 0;
+    }
+    char *out = malloc(size);
+    if (!out)
+        return NULL;
+    size_t n = 0;
+    out[n++] = '[';
     for (size_t i = 0; i < b->count; i++) {
         struct replica *r = b->replicas[i];
         if (r->state == REPLICA_GONE)
             continue;
-        json_array_append_new(
-            array,
-            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:b, s:b, "
-                      "s:O, s:s?, s:s?, s:s?, s:f, s:f, s:f, s:i}",
-                      "id", r->id, "identity", r->identity, "gpus", r->gpus, "service", r->service, "application", r->application,
-                      "deployment", r->deployment, "side", r->side, "index", r->index, "version",
-                      r->version, "pid", (int)r->pid, "start_time", (json_int_t)r->start_time,
-                      "port", r->port, "state", state_names[r->state], "restarts", r->restarts,
-                      "ever_ready", r->ever_ready, "crash_loop", r->crash_loop, "launch",
-                      r->launch ? r->launch : json_null(), "health_path", r->health_url,
-                      "reconfigure_path", r->reconfigure_url, "user_config", r->user_config,
-                      "period_s", r->period_s, "timeout_s", r->timeout_s, "shutdown_timeout_s",
-                      r->shutdown_timeout_s, "threshold", r->threshold));
+        if (n > 1)
+            out[n++] = ',';
+        size_t l = strlen(r->saved_text);
+        memcpy(out + n, r->saved_text, l);
+        n += l;
     }
-    return array;
+    out[n++] = ']';
+    out[n] = 0;
+    *length = n;
+    return out;
 }
 
 static void process_free(void *instance)
@@ -1125,11 +1279,10 @@ static char *dup_or_null(const char *s)
 
 static void adopt(struct backend *b, const json_t *item)
 {
-    struct replica *r = replica_add(b);
+    struct replica *r = replica_add(b, json_string_value(json_object_get(item, "service")));
     if (!r)
         return;
     snprintf(r->id, sizeof(r->id), "%s", json_string_value(json_object_get(item, "id")) ?: "");
-    r->service = dup_or_null(json_string_value(json_object_get(item, "service")));
     r->application = dup_or_null(json_string_value(json_object_get(item, "application")));
     r->deployment = dup_or_null(json_string_value(json_object_get(item, "deployment")));
     r->side = (int)json_integer_value(json_object_get(item, "side"));
@@ -1269,6 +1422,13 @@ int process_backend_new(sd_event *event, const struct process_config *config,
     b->event = sd_event_ref(event);
     b->config = *config;
     b->state_dir = strdup(config->state_dir);
+    /* Each replica takes a pidfd and a kept-alive probe connection: the soft
+     * descriptor limit goes up to the hard one (nothing here uses select()),
+     * and replicas start with the limit the agent was given. */
+    if (getrlimit(RLIMIT_NOFILE, &b->files) == 0 && b->files.rlim_cur < b->files.rlim_max) {
+        struct rlimit raised = {b->files.rlim_max, b->files.rlim_max};
+        setrlimit(RLIMIT_NOFILE, &raised);
+    }
     for (size_t g = 0; g < config->gpu_count && g < 64; g++)
         b->gpus[b->gpu_count++] = config->gpus[g];
     b->http = http_client_new(event);
@@ -1292,7 +1452,7 @@ int process_backend_new(sd_event *event, const struct process_config *config,
         .count_ready = process_count_ready,
         .endpoints = process_endpoints,
         .launch_pending = process_launch_pending,
-        .to_json = process_to_json,
+        .state_text = process_state_text,
         .free = process_free,
     };
     (void)wall_ms;

@@ -32,7 +32,7 @@ struct process_config {
  * changed (SIGHUP); running replicas keep theirs. instance: the adapter's. */
 void process_backend_set_gpus(void *instance, const int *gpus, size_t count);
 
-/* Creates the backend; previous, when not NULL, is the to_json() of an
+/* Creates the backend; previous, when not NULL, is what state_text() gave (parsed) in an
  * earlier run, whose replicas are adopted when they still run. */
 int process_backend_new(sd_event *event, const struct process_config *config,
                         const json_t *previous, struct compute_adapter *out);

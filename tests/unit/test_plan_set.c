@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "plan_set.h"
@@ -298,6 +299,82 @@ static void test_two_files_with_the_same_service_name(void **state)
     snapshot_clear(&next);
 }
 
+static void reload(const char *dir, struct snapshot *previous, struct snapshot *next)
+{
+    struct diag diag = DIAG_INIT;
+    assert_int_equal(source_dir_reload(dir, previous, next, &diag), 0);
+    assert_int_equal(diag.count, 0);
+}
+
+/* Waits until the files of dir are older than the window in which
+ * source_dir_reload does not trust a file's times (100 ms): the test needs
+ * files that are old, not an event to happen. */
+static void age_files(void)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_REALTIME, &start);
+    do {
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        clock_gettime(CLOCK_REALTIME, &now);
+    } while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < 150);
+}
+
+/* source_dir_reload keeps the parsed entries of files that did not change
+ * (the same spec object moves over), parses the changed, new and renamed
+ * ones, and never keeps a refusal that no longer holds. */
+static void test_reload_parses_only_what_changed(void **state)
+{
+    (void)state;
+    char dir[256], buf[2048], path[4096], aside[4096];
+    dir_make(dir, sizeof(dir));
+    dir_write(dir, "a.yaml", service(buf, sizeof(buf), "alpha", 1, NULL));
+    dir_write(dir, "b.yaml", service(buf, sizeof(buf), "beta", 1, NULL));
+    dir_write(dir, "c.yaml", service(buf, sizeof(buf), "beta", 2, NULL)); /* refused */
+    dir_write(dir, "d.yaml", service(buf, sizeof(buf), "delta", 1, NULL));
+    struct snapshot first, second, third, fourth;
+    age_files();
+    load(dir, &first);
+    assert_int_equal(first.count, 4);
+    assert_null(first.entries[2].spec);
+    const struct service_spec *alpha = first.entries[0].spec, *delta = first.entries[3].spec;
+
+    /* d.yaml saved atomically with new content, b.yaml removed (c.yaml's
+     * refusal must go), e.yaml added */
+    dir_write(dir, "d.new", service(buf, sizeof(buf), "delta", 3, NULL));
+    snprintf(aside, sizeof(aside), "%s/d.new", dir);
+    snprintf(path, sizeof(path), "%s/d.yaml", dir);
+    assert_int_equal(rename(aside, path), 0);
+    snprintf(path, sizeof(path), "%s/b.yaml", dir);
+    assert_int_equal(unlink(path), 0);
+    dir_write(dir, "e.yaml", service(buf, sizeof(buf), "echo", 1, NULL));
+    reload(dir, &first, &second);
+    assert_int_equal(second.count, 4);
+    assert_ptr_equal(second.entries[0].spec, alpha); /* a.yaml: kept as parsed */
+    assert_null(first.entries[0].spec);              /* and taken from first */
+    assert_non_null(second.entries[1].spec);         /* c.yaml: beta now */
+    assert_string_equal(second.entries[1].spec->name, "beta");
+    assert_int_equal(second.entries[1].errors.count, 0);
+    assert_ptr_not_equal(second.entries[2].spec, delta); /* d.yaml: read again */
+    assert_int_equal(second.entries[2].spec->applications[0].deployments[0].num_replicas, 3);
+    assert_string_equal(second.entries[3].spec->name, "echo");
+    assert_non_null(snapshot_find(&second, "echo"));
+    snapshot_clear(&first);
+
+    /* edits in place that keep the size, faster than the file times tick:
+     * an entry read right after its file changed is read again */
+    dir_write(dir, "c.yaml", service(buf, sizeof(buf), "beta", 5, NULL));
+    reload(dir, &second, &third);
+    assert_int_equal(third.entries[1].spec->applications[0].deployments[0].num_replicas, 5);
+    dir_write(dir, "c.yaml", service(buf, sizeof(buf), "beta", 6, NULL));
+    reload(dir, &third, &fourth);
+    assert_int_equal(fourth.entries[1].spec->applications[0].deployments[0].num_replicas, 6);
+    assert_ptr_equal(fourth.entries[0].spec, alpha);
+    snapshot_clear(&second);
+    snapshot_clear(&third);
+    snapshot_clear(&fourth);
+}
+
 static void test_policy_per_service(void **state)
 {
     (void)state;
@@ -340,6 +417,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unreadable_next_spec_is_not_a_deletion, dirs_remove),
         cmocka_unit_test_teardown(test_two_files_with_the_same_service_name, dirs_remove),
         cmocka_unit_test_teardown(test_policy_per_service, dirs_remove),
+        cmocka_unit_test_teardown(test_reload_parses_only_what_changed, dirs_remove),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
