@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -79,6 +80,7 @@ struct agent {
     struct metrics *metrics; /* NULL: no metrics endpoint */
     size_t count, capacity;
     struct resource_need used; /* by all services; see sum_used() */
+    long long trimmed_ms;      /* CLOCK_MONOTONIC of the last malloc_trim() */
     struct compute_adapter compute;
     struct router_adapter router;
     char state_path[4096], status_dir[4096], control_path[4096];
@@ -982,7 +984,7 @@ static void reload_snapshot(struct agent *a)
 {
     struct snapshot next, trusted = {0};
     struct diag diag = DIAG_INIT;
-    if (a->git ? agent_git_snapshots(a->git, &next, &trusted, &diag) < 0
+    if (a->git ? agent_git_snapshots(a->git, &a->snapshot, &a->trusted, &next, &trusted, &diag) < 0
                : source_dir_reload(a->options->source_path, &a->snapshot, &next, &diag) < 0) {
         /* keep the last good snapshot: an unreadable source changes nothing */
         if (diag.count)
@@ -1033,6 +1035,21 @@ static void notify_systemd(struct agent *a)
         sd_notifyf(0, "STATUS=%s", status);
     }
     snprintf(a->notify_status, sizeof(a->notify_status), "%s", status);
+}
+
+/* glibc keeps what was freed (start-up, a large reload) in the heap, in
+ * pieces it cannot give back from the top; malloc_trim() returns the free
+ * pages of the whole heap. A few ms for a large heap: at most once in
+ * TRIM_EVERY_MS, at the end of a pass. */
+#define TRIM_EVERY_MS 30000
+
+static void trim_heap(struct agent *a, const struct timespec *now)
+{
+    long long ms = (long long)now->tv_sec * 1000 + now->tv_nsec / 1000000;
+    if (a->trimmed_ms && ms - a->trimmed_ms < TRIM_EVERY_MS)
+        return;
+    a->trimmed_ms = ms;
+    malloc_trim(0);
 }
 
 static struct rollout_result reconcile(struct agent *a, const char *command_service,
@@ -1106,6 +1123,7 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
     notify_systemd(a);
     struct timespec ended;
     clock_gettime(CLOCK_MONOTONIC, &ended);
+    trim_heap(a, &ended);
     metrics_reconcile_observed(a->metrics, (double)(ended.tv_sec - started.tv_sec) +
                                                (double)(ended.tv_nsec - started.tv_nsec) / 1e9);
     metrics_set_ready(a->metrics, true);

@@ -556,18 +556,19 @@ const struct agent_git_info *agent_git_info(const struct agent_git *g)
     return &g->info;
 }
 
-int agent_git_snapshots(struct agent_git *g, struct snapshot *head, struct snapshot *trusted,
-                        struct diag *diag)
+int agent_git_snapshots(struct agent_git *g, struct snapshot *previous_head,
+                        struct snapshot *previous_trusted, struct snapshot *head,
+                        struct snapshot *trusted, struct diag *diag)
 {
     memset(head, 0, sizeof(*head));
     memset(trusted, 0, sizeof(*trusted));
     if (!g->info.commit[0])
         return -ENOENT;
-    int r = git_source_load(g->source, g->info.commit, head, diag);
+    int r = git_source_reload(g->source, g->info.commit, previous_head, head, diag);
     if (r < 0)
         return r;
     if (!g->info.head_trusted && g->info.trusted_commit[0] &&
-        git_source_load(g->source, g->info.trusted_commit, trusted, diag) < 0)
+        git_source_reload(g->source, g->info.trusted_commit, previous_trusted, trusted, diag) < 0)
         memset(trusted, 0, sizeof(*trusted));
     return 0;
 }

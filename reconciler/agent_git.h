@@ -46,9 +46,12 @@ void agent_git_fetch_now(struct agent_git *git);
 const struct agent_git_info *agent_git_info(const struct agent_git *git);
 
 /* The head commit's specs, and when the head is not trusted, the specs of
- * the last trusted commit (trusted is empty when there is none). */
-int agent_git_snapshots(struct agent_git *git, struct snapshot *head, struct snapshot *trusted,
-                        struct diag *diag);
+ * the last trusted commit (trusted is empty when there is none). Entries of
+ * previous_head and previous_trusted (the last ones given; either may be
+ * NULL) whose blob did not change are taken over instead of parsed again. */
+int agent_git_snapshots(struct agent_git *git, struct snapshot *previous_head,
+                        struct snapshot *previous_trusted, struct snapshot *head,
+                        struct snapshot *trusted, struct diag *diag);
 
 /* The text of a file at a commit. */
 int agent_git_read_file(struct agent_git *git, const char *commit, const char *file, char **text,

@@ -256,6 +256,19 @@ int source_dir_load(const char *path, struct snapshot *out, struct diag *diag)
     return source_dir_reload(path, NULL, out, diag);
 }
 
+void snapshot_settle_taken(struct snapshot *out, struct snapshot *previous, const size_t *taken,
+                           bool ok)
+{
+    for (size_t i = 0; taken && i < out->count; i++) {
+        if (!taken[i])
+            continue;
+        if (ok)
+            memset(&previous->entries[taken[i] - 1], 0, sizeof(*previous->entries));
+        else
+            memset(&out->entries[i], 0, sizeof(*out->entries));
+    }
+}
+
 int source_dir_reload(const char *path, struct snapshot *previous, struct snapshot *out,
                       struct diag *diag)
 {
@@ -266,11 +279,17 @@ int source_dir_reload(const char *path, struct snapshot *previous, struct snapsh
     if (r < 0)
         return r;
     out->entries = calloc(count ? count : 1, sizeof(*out->entries));
-    if (!out->entries) {
+    size_t *taken = previous ? calloc(count ? count : 1, sizeof(*taken)) : NULL;
+    if (!out->entries || (previous && !taken)) {
+        free(out->entries);
+        free(taken);
+        out->entries = NULL;
         source_files_free(files, count);
         return -ENOMEM;
     }
-    /* both lists are in file order: one cursor walks previous */
+    /* both lists are in file order: one cursor walks previous. Entries are
+     * copied, and previous gives them up only once out is complete, so a
+     * failure leaves previous whole. */
     size_t at = 0, before_count = previous ? previous->count : 0;
     for (size_t i = 0; i < count; i++) {
         struct spec_entry *entry = &out->entries[out->count++];
@@ -282,16 +301,18 @@ int source_dir_reload(const char *path, struct snapshot *previous, struct snapsh
             struct file_stamp now;
             stamp_of(files[i], &now);
             if (same_stamp(&now, &before->stamp)) {
-                *entry = *before; /* taken: previous no longer owns it */
-                memset(before, 0, sizeof(*before));
-                at++;
+                *entry = *before;
+                taken[i] = ++at;
                 continue;
             }
         }
         source_entry_load(entry, files[i]);
     }
     source_files_free(files, count);
-    if (snapshot_index(out) < 0) {
+    r = snapshot_index(out);
+    snapshot_settle_taken(out, previous, taken, r == 0);
+    free(taken);
+    if (r < 0) {
         snapshot_clear(out);
         return -ENOMEM;
     }

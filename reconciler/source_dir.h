@@ -36,6 +36,7 @@ struct spec_entry {
     struct diag errors;
     struct file_stamp stamp;   /* from before the file was read */
     bool duplicate;            /* refused by snapshot_index: another file has its name */
+    char blob[72];             /* Git: the id of the blob it was parsed from; "" otherwise */
 };
 
 struct snapshot {
@@ -55,6 +56,11 @@ int source_dir_load(const char *path, struct snapshot *out, struct diag *diag);
  * the caller's to clear. */
 int source_dir_reload(const char *path, struct snapshot *previous, struct snapshot *out,
                       struct diag *diag);
+/* For reloads: out's entries i with taken[i] != 0 are copies of previous's
+ * entry taken[i] - 1. ok: previous gives them up (out owns them); not ok:
+ * out does (clear it after), and previous is as it was. */
+void snapshot_settle_taken(struct snapshot *out, struct snapshot *previous, const size_t *taken,
+                           bool ok);
 void snapshot_clear(struct snapshot *snapshot);
 /* The first entry in file order with that name, or NULL. O(log n) once the
  * snapshot is indexed (source_dir_load does it), a scan otherwise. */

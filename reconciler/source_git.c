@@ -484,7 +484,7 @@ static void entry_from_blob(git_repository *repo, struct spec_entry *entry, cons
 
 /* The snapshot of the YAML blobs directly under directory in commit's tree. */
 static int tree_load(git_repository *repo, const git_oid *commit_id, const char *directory,
-                     struct snapshot *out, struct diag *diag)
+                     struct snapshot *previous, struct snapshot *out, struct diag *diag)
 {
     memset(out, 0, sizeof(*out));
     char hex[GIT_OID_TEXT];
@@ -494,6 +494,7 @@ static int tree_load(git_repository *repo, const git_oid *commit_id, const char 
     git_tree *root = NULL, *subtree = NULL;
     git_tree_entry *directory_entry = NULL;
     struct yaml_blob *blobs = NULL;
+    size_t *taken = NULL; /* see snapshot_settle_taken */
     int r = 0;
     int code = git_commit_lookup(&commit, repo, commit_id);
     if (code == 0)
@@ -548,21 +549,47 @@ static int tree_load(git_repository *repo, const git_oid *commit_id, const char 
             blobs[count++] = (struct yaml_blob){name, entry};
     }
     qsort(blobs, count, sizeof(*blobs), compare_yaml_blobs);
+    /* an entry of previous whose file is the same blob is taken as parsed:
+     * a push that changes one file of many parses that one; both lists are
+     * in file order, so one cursor walks previous */
+    size_t at = 0, before_count = previous ? previous->count : 0;
+    taken = previous ? calloc(count ? count : 1, sizeof(*taken)) : NULL;
+    if (previous && !taken) {
+        r = -ENOMEM;
+        goto out;
+    }
     for (size_t i = 0; i < count; i++) {
         char *file = *directory ? git_common_text_join(directory, "/", blobs[i].name) : strdup(blobs[i].name);
         if (!file) {
             r = -ENOMEM;
             goto out;
         }
-        entry_from_blob(repo, &out->entries[out->count++], file, git_tree_entry_id(blobs[i].entry));
+        char blob_id[GIT_OID_TEXT];
+        git_oid_tostr(blob_id, sizeof(blob_id), git_tree_entry_id(blobs[i].entry));
+        struct spec_entry *entry = &out->entries[out->count++];
+        while (at < before_count &&
+               (!previous->entries[at].file || strcmp(previous->entries[at].file, file) < 0))
+            at++;
+        struct spec_entry *before = at < before_count ? &previous->entries[at] : NULL;
+        if (before && !strcmp(before->file, file) && !before->duplicate &&
+            !strcmp(before->blob, blob_id)) {
+            *entry = *before; /* previous gives it up once out is complete */
+            taken[i] = ++at;
+        } else {
+            entry_from_blob(repo, entry, file, git_tree_entry_id(blobs[i].entry));
+            snprintf(entry->blob, sizeof(entry->blob), "%s", blob_id);
+        }
         free(file);
     }
     r = snapshot_index(out);
 out:
     if (r == -ENOMEM)
         diag_add(diag, where, 0, 0, "", "out of memory reading commit %s", hex);
+    if (out->entries)
+        snapshot_settle_taken(out, previous, taken, r == 0);
     if (r < 0)
         snapshot_clear(out);
+    free(taken);
     free(blobs);
     git_tree_entry_free(directory_entry);
     git_tree_free(subtree);
@@ -586,6 +613,12 @@ static int commit_lookup(git_repository *repo, const char *hex, git_commit **out
 int git_source_load(struct git_source *source, const char *commit, struct snapshot *out,
                     struct diag *diag)
 {
+    return git_source_reload(source, commit, NULL, out, diag);
+}
+
+int git_source_reload(struct git_source *source, const char *commit, struct snapshot *previous,
+                      struct snapshot *out, struct diag *diag)
+{
     memset(out, 0, sizeof(*out));
     git_commit *c = NULL;
     int code = commit_lookup(source->repo, commit, &c);
@@ -599,7 +632,7 @@ int git_source_load(struct git_source *source, const char *commit, struct snapsh
     git_oid id;
     git_oid_cpy(&id, git_commit_id(c));
     git_commit_free(c);
-    return tree_load(source->repo, &id, source->directory, out, diag);
+    return tree_load(source->repo, &id, source->directory, previous, out, diag);
 }
 
 const char *git_source_watch_path(const struct git_source *source)
@@ -904,7 +937,7 @@ int git_repo_load_revision(const char *repo_path, const char *rev, const char *d
         goto out;
     }
     git_oid_tostr(commit_out, GIT_OID_TEXT, git_object_id(commit));
-    r = tree_load(repo, git_object_id(commit), dir, out, diag);
+    r = tree_load(repo, git_object_id(commit), dir, NULL, out, diag);
 out:
     free(dir);
     git_object_free(commit);

@@ -85,6 +85,11 @@ int git_source_fetch(struct git_source *source, struct git_fetch_result *result)
  * (-ENOENT: no such commit, or no such directory in it). */
 int git_source_load(struct git_source *source, const char *commit, struct snapshot *out,
                     struct diag *diag);
+/* The same, taking from previous (which it empties of them) the entries
+ * parsed from the same blob of the same file: a push that changes one file
+ * of many parses that one. previous stays the caller's to clear. */
+int git_source_reload(struct git_source *source, const char *commit, struct snapshot *previous,
+                      struct snapshot *out, struct diag *diag);
 
 /*
  * Watching a remote on this host (a local path or file://), so that a push to

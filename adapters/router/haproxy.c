@@ -33,7 +33,7 @@ struct hp_app {
     char *name;
     char *prefix;
     int slot_count;
-    struct slot slots[2][MAX_SLOTS];
+    struct slot *slots[2]; /* slot_count each: a host of 1,000 services keeps 1,000 models */
 };
 
 struct hp_service {
@@ -127,6 +127,8 @@ static void app_clear(struct hp_app *app)
 {
     free(app->name);
     free(app->prefix);
+    free(app->slots[0]);
+    free(app->slots[1]);
 }
 
 static void service_clear(struct hp_service *s)
@@ -140,12 +142,38 @@ static void service_clear(struct hp_service *s)
     free(s->pins[1]);
 }
 
+/* The model is kept in the order the agent gives services, by name: a
+ * binary search finds one; a scan covers any other order. */
 static struct hp_service *find_service(struct haproxy *h, const char *name)
 {
+    size_t low = 0, high = h->count;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        int c = strcmp(h->services[mid].name, name);
+        if (!c)
+            return &h->services[mid];
+        if (c < 0)
+            low = mid + 1;
+        else
+            high = mid;
+    }
     for (size_t i = 0; i < h->count; i++)
         if (!strcmp(h->services[i].name, name))
             return &h->services[i];
     return NULL;
+}
+
+/* The model's entry for name, for services asked for in name order (the
+ * agent's): *cursor walks the model, which the last apply left in the same
+ * order, so a pass over n services is O(n). Any other order still works,
+ * by a scan. */
+static struct hp_service *previous_service(struct haproxy *h, const char *name, size_t *cursor)
+{
+    while (*cursor < h->count && strcmp(h->services[*cursor].name, name) < 0)
+        (*cursor)++;
+    if (*cursor < h->count && !strcmp(h->services[*cursor].name, name))
+        return &h->services[(*cursor)++];
+    return find_service(h, name);
 }
 
 static struct hp_app *find_app(struct hp_service *s, const char *name)
@@ -643,10 +671,12 @@ static int haproxy_apply(void *instance, const struct router_service *in, size_t
     struct hp_service *next = calloc(count ? count : 1, sizeof(*next));
     if (!next)
         return -ENOMEM;
-    for (size_t i = 0; i < count; i++) {
+    bool failed = false;
+    size_t cursor = 0;
+    for (size_t i = 0; i < count && !failed; i++) {
         const struct router_service *rs = &in[i];
         struct hp_service *s = &next[i];
-        struct hp_service *old = find_service(h, rs->name);
+        struct hp_service *old = previous_service(h, rs->name, &cursor);
         s->name = strdup(rs->name);
         s->host = strdup(rs->host ? rs->host : "127.0.0.1");
         s->port = rs->port;
@@ -665,13 +695,21 @@ static int haproxy_apply(void *instance, const struct router_service *in, size_t
             a->slot_count = slots_needed(most);
             if (old_app && old_app->slot_count >= (int)most && old_app->slot_count > a->slot_count)
                 a->slot_count = old_app->slot_count; /* never shrink: that would reload */
+            a->slots[0] = calloc((size_t)a->slot_count, sizeof(struct slot));
+            a->slots[1] = calloc((size_t)a->slot_count, sizeof(struct slot));
+            if (!a->name || !a->prefix || !a->slots[0] || !a->slots[1]) {
+                failed = true;
+                break;
+            }
             for (int side = 0; side < 2; side++)
                 assign_slots(a, old_app, side, ra->endpoints[side], ra->endpoint_count[side]);
             assign_weights(a, rs->share);
         }
     }
-    int r = 0;
-    if (!h->synced || !same_structure(h, next, count)) {
+    int r = failed ? -ENOMEM : 0;
+    if (r < 0) {
+        /* nothing applied */
+    } else if (!h->synced || !same_structure(h, next, count)) {
         char *before = NULL, *after = NULL;
         size_t length;
         source_read_file(h->cfg_path, 1 << 24, &before, &length);

@@ -478,6 +478,7 @@ static void test_second_fetch_changed_or_not(void **state)
     struct repo repo;
     repo_new(&repo, "changes");
     work_write_minimal(&repo, "a.yaml", "a", 1);
+    work_write_minimal(&repo, "b.yaml", "b", 1);
     work_commit(&repo, "one");
     work_push(&repo);
     char *first = work_rev(&repo, "HEAD");
@@ -508,6 +509,22 @@ static void test_second_fetch_changed_or_not(void **state)
     load_ok(source, first, &old);
     load_ok(source, second, &next);
     assert_string_not_equal(old.entries[0].spec->version, next.entries[0].spec->version);
+
+    /* a reload from the first commit's snapshot parses only the blob that
+     * changed (a.yaml) and takes b.yaml's entry over as it was */
+    const struct service_spec *b_spec = old.entries[1].spec;
+    struct snapshot again;
+    struct diag diag = DIAG_INIT;
+    assert_int_equal(git_source_reload(source, second, &old, &again, &diag), 0);
+    assert_int_equal(diag.count, 0);
+    assert_int_equal(again.count, 2);
+    assert_ptr_equal(again.entries[1].spec, b_spec);
+    assert_null(old.entries[1].spec); /* given up by old */
+    assert_non_null(old.entries[0].spec);
+    assert_ptr_not_equal(again.entries[0].spec, old.entries[0].spec);
+    assert_string_equal(again.entries[0].spec->version, next.entries[0].spec->version);
+    assert_non_null(snapshot_find(&again, "b"));
+    snapshot_clear(&again);
     snapshot_clear(&old);
     snapshot_clear(&next);
 
