@@ -18,7 +18,7 @@
 struct router_application {
     const char *name;
     const char *route_prefix;
-    struct endpoint endpoints[2][ROUTER_MAX_ENDPOINTS];
+    const struct endpoint *endpoints[2]; /* endpoint_count[side] each, at most ROUTER_MAX_ENDPOINTS */
     size_t endpoint_count[2];
 };
 

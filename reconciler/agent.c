@@ -49,7 +49,7 @@ struct managed {
     size_t scale_count;
     struct service_spec *specs[2]; /* typed view of each side's doc */
     json_t *spec_docs[2];          /* the docs specs[] were made from */
-    char *status_text;             /* last status written */
+    char status_hash[17];          /* of the last status written, less its timestamp */
     char *state_text;              /* its state file entry; NULL: encode again */
     json_t *status_doc;            /* and its document, for the status branch */
     char stored[2][17];            /* versions whose spec text is in the spec store */
@@ -147,7 +147,6 @@ static void managed_clear(struct managed *m)
         spec_free(m->specs[i]);
         json_decref(m->spec_docs[i]);
     }
-    free(m->status_text);
     free(m->state_text);
     json_decref(m->status_doc);
     free(m->revert_branch);
@@ -350,6 +349,11 @@ static void side_pins(const struct service_state *s, int side, const char **pins
 static void apply_router(struct agent *a)
 {
     struct router_service *services = calloc(a->count ? a->count : 1, sizeof(*services));
+    if (!services) {
+        log_line("router: %s", strerror(ENOMEM));
+        return;
+    }
+    bool incomplete = false;
     size_t n = 0;
     for (size_t i = 0; i < a->count; i++) {
         struct managed *m = &a->services[i];
@@ -392,16 +396,33 @@ static void apply_router(struct agent *a)
             }
         }
         for (size_t j = 0; rs->applications && j < rs->application_count; j++)
-            for (int side = 0; side < 2; side++)
-                rs->applications[j].endpoint_count[side] = a->compute.endpoints(
-                    a->compute.instance, s->name, side, rs->applications[j].name,
-                    rs->applications[j].endpoints[side], ROUTER_MAX_ENDPOINTS);
+            for (int side = 0; side < 2; side++) {
+                struct endpoint found[ROUTER_MAX_ENDPOINTS];
+                size_t n_found = a->compute.endpoints(a->compute.instance, s->name, side,
+                                                      rs->applications[j].name, found,
+                                                      ROUTER_MAX_ENDPOINTS);
+                struct endpoint *copy = n_found ? malloc(n_found * sizeof(*copy)) : NULL;
+                if (copy)
+                    memcpy(copy, found, n_found * sizeof(*copy));
+                else if (n_found)
+                    incomplete = true;
+                rs->applications[j].endpoints[side] = copy;
+                rs->applications[j].endpoint_count[side] = copy ? n_found : 0;
+            }
+        if (!rs->applications)
+            incomplete = true;
     }
-    int r = a->router.apply(a->router.instance, services, n);
+    /* a model short of memory would drain what it lacks: leave HAProxy as it is */
+    int r = incomplete ? -ENOMEM : a->router.apply(a->router.instance, services, n);
     if (r < 0)
         log_line("router: %s", strerror(-r));
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; services[i].applications && j < services[i].application_count; j++) {
+            free((void *)services[i].applications[j].endpoints[0]);
+            free((void *)services[i].applications[j].endpoints[1]);
+        }
         free(services[i].applications);
+    }
     free(services);
 }
 
@@ -634,15 +655,20 @@ static void write_status(struct agent *a, struct managed *m, const char *invalid
     char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     if (updated)
         json_object_set_new(doc, "updated", updated);
-    if (text && m->status_text && !strcmp(text, m->status_text)) {
-        free(text);
+    /* its hash is kept, not the text: 16 bytes a service instead of ~700 */
+    char hash[17] = "";
+    bool hashed = text != NULL;
+    if (hashed)
+        spec_hash_text(text, hash);
+    free(text);
+    if (hashed && !strcmp(hash, m->status_hash)) {
         json_decref(doc);
         return;
     }
-    free(m->status_text);
-    m->status_text = text;
+    memcpy(m->status_hash, hash, sizeof(hash));
+    /* the document itself only for the status branch, which reads it */
     json_decref(m->status_doc);
-    m->status_doc = json_incref(doc);
+    m->status_doc = a->git && agent_git_status_enabled(a->git) ? json_incref(doc) : NULL;
     schedule_publish(a);
     char path[4200], tmp[4300];
     snprintf(path, sizeof(path), "%s/%s.yaml", a->status_dir, m->state->name);

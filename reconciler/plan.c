@@ -270,7 +270,11 @@ int plan_compute(const struct service_spec *new_spec, const struct service_spec 
     }
 
     struct change_list changes = {0};
-    if ((r = diff_documents(old_spec->version_doc, new_spec->version_doc, &changes)) < 0) {
+    json_t *old_version = spec_version_doc(old_spec), *new_version = spec_version_doc(new_spec);
+    r = old_version && new_version ? diff_documents(old_version, new_version, &changes) : -ENOMEM;
+    json_decref(old_version);
+    json_decref(new_version);
+    if (r < 0) {
         change_list_clear(&changes);
         return r;
     }

@@ -484,7 +484,7 @@ static int compare_by_name(const void *a, const void *b)
     return strcmp(x ? x : "", y ? y : "");
 }
 
-/* ---- the version: FNV-1a 64 of the canonical text of version_doc ----
+/* ---- the version: FNV-1a 64 of the canonical text of spec_version_doc() ----
  *
  * The text is spec_canonical_text's (compact, keys sorted, reals to 17
  * digits) with the lists of named things (applications, their deployments,
@@ -754,14 +754,28 @@ static void hash_value(struct canonical_hash *h, const json_t *value, enum canon
     }
 }
 
+json_t *spec_version_doc(const struct service_spec *spec)
+{
+    /* a shallow copy: it shares every value with doc, which no one changes */
+    json_t *out = json_object();
+    if (out && json_object_update(out, spec->doc) == 0) {
+        json_object_del(out, "rollout");
+        return out;
+    }
+    json_decref(out);
+    return NULL;
+}
+
 static void hash_version(struct service_spec *spec)
 {
     static const unsigned long long offset_basis = 0xcbf29ce484222325ULL;
     struct canonical_hash h = {offset_basis, false};
-    if (json_is_object(spec->version_doc))
-        hash_object(&h, spec->version_doc, LEVEL_ROOT);
+    json_t *version_doc = spec_version_doc(spec);
+    if (json_is_object(version_doc))
+        hash_object(&h, version_doc, LEVEL_ROOT);
     else
         h.failed = true;
+    json_decref(version_doc);
     /* no text, no bytes: the hash of nothing, as when the text could not be made */
     snprintf(spec->version, sizeof(spec->version), "%016llx", h.failed ? offset_basis : h.value);
 }
@@ -802,11 +816,7 @@ static struct service_spec *spec_from_doc_steal(json_t *doc, const char *file, s
     }
     spec->doc = doc;
     spec->file = strdup(file);
-    /* a shallow copy: it shares every value with doc, which no one changes */
-    spec->version_doc = json_object();
-    if (spec->version_doc && json_object_update(spec->version_doc, doc) == 0)
-        json_object_del(spec->version_doc, "rollout");
-    if (!spec->file || !spec->version_doc || fill_typed(spec) < 0) {
+    if (!spec->file || fill_typed(spec) < 0) {
         spec_free(spec);
         if (diag)
             diag_add(diag, file, 0, 0, "", "out of memory while reading the file");
@@ -851,7 +861,6 @@ void spec_free(struct service_spec *spec)
     free(spec->rollout.policy);
     free(spec->backend);
     json_decref(spec->doc);
-    json_decref(spec->version_doc);
     free(spec);
 }
 

@@ -3,9 +3,10 @@
  *
  * spec_parse() turns the text of one file into a struct service_spec, or
  * records every error (file:line:column, field path, message) and returns
- * NULL. The spec keeps two canonical JSON documents: `doc`, everything the
- * file says with defaults filled in, and `version_doc`, the part that makes a
- * version (everything but the rollout section), whose hash names the version.
+ * NULL. The spec keeps one canonical JSON document, `doc`: everything the
+ * file says with defaults filled in. The part that makes a version
+ * (everything but the rollout section, spec_version_doc()) is hashed into
+ * `version`; it is made again when a plan needs it, not kept.
  * Typed fields below are read from `doc` for the planner and the agent.
  * Pure: no I/O.
  */
@@ -60,9 +61,8 @@ struct service_spec {
     char *file;
     char *name;
     char *version_name; /* NULL when not set */
-    char version[17];   /* hash of version_doc, 16 hex digits */
+    char version[17];   /* hash of spec_version_doc(), 16 hex digits */
     json_t *doc;
-    json_t *version_doc;
     struct rollout_spec rollout;
     char *backend; /* "process", "ray", ... */
     int http_port; /* 0 when not set */
@@ -77,6 +77,10 @@ struct service_spec {
 struct service_spec *spec_parse(const char *text, size_t length, const char *file,
                                 struct diag *diag);
 void spec_free(struct service_spec *spec);
+
+/* The part of doc that makes the version: all but rollout (a shallow
+ * copy sharing doc's values; caller decrefs). NULL when out of memory. */
+json_t *spec_version_doc(const struct service_spec *spec);
 
 /* The canonical JSON of a spec as text (compact, sorted keys); caller frees. */
 char *spec_canonical_text(const json_t *doc);

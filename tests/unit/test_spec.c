@@ -85,7 +85,10 @@ static void test_minimal_spec_parses_with_defaults(void **state)
 
     /* the version document is the spec without its rollout section */
     assert_non_null(json_object_get(spec->doc, "rollout"));
-    assert_null(json_object_get(spec->version_doc, "rollout"));
+    json_t *version_doc = spec_version_doc(spec);
+    assert_null(json_object_get(version_doc, "rollout"));
+    assert_non_null(json_object_get(version_doc, "applications"));
+    json_decref(version_doc);
     spec_free(spec);
 }
 
@@ -1210,9 +1213,14 @@ static void test_defaults_written_out_hash_the_same(void **state)
     struct service_spec *a = parse_ok(bare);
     struct service_spec *b = parse_ok(explicit_defaults);
     struct service_spec *c = parse_ok(nulls);
-    char *text_a = spec_canonical_text(a->version_doc);
-    char *text_b = spec_canonical_text(b->version_doc);
-    char *text_c = spec_canonical_text(c->version_doc);
+    json_t *version_a = spec_version_doc(a), *version_b = spec_version_doc(b),
+           *version_c = spec_version_doc(c);
+    char *text_a = spec_canonical_text(version_a);
+    char *text_b = spec_canonical_text(version_b);
+    char *text_c = spec_canonical_text(version_c);
+    json_decref(version_a);
+    json_decref(version_b);
+    json_decref(version_c);
     assert_string_equal(text_a, text_b);
     assert_string_equal(text_a, text_c);
     assert_string_equal(a->version, b->version);
