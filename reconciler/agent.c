@@ -81,6 +81,7 @@ struct agent {
     size_t count, capacity;
     struct resource_need used; /* by all services; see sum_used() */
     long long trimmed_ms;      /* CLOCK_MONOTONIC of the last malloc_trim() */
+    long long pass_cpu_ms;     /* CPU time of the last pass; see schedule_wake() */
     struct compute_adapter compute;
     struct router_adapter router;
     char state_path[4096], status_dir[4096], control_path[4096];
@@ -994,12 +995,20 @@ static long long reconcile_service(struct agent *a, struct managed *m,
 }
 
 /* Even with nothing to wait for, look again now and then: a level-triggered
- * loop heals what an event missed (a router that died, a lost inotify). */
+ * loop heals what an event missed (a router that died, a lost inotify).
+ * Every RESYNC_MS, or less often on a host whose pass is long: these passes
+ * take at most 1/RESYNC_SHARE of a core (a pass of 30 ms of CPU: every
+ * 30 s), up to RESYNC_MAX_MS. Events (a save, a push, a replica that
+ * changed, a step's timer) still start a pass at once. */
 #define RESYNC_MS 10000
+#define RESYNC_MAX_MS 120000
+#define RESYNC_SHARE 1000
 
 static void schedule_wake(struct agent *a, long long at)
 {
-    long long resync = wall_ms() + RESYNC_MS;
+    long long every = a->pass_cpu_ms * RESYNC_SHARE;
+    every = every < RESYNC_MS ? RESYNC_MS : every > RESYNC_MAX_MS ? RESYNC_MAX_MS : every;
+    long long resync = wall_ms() + every;
     if (!at || at > resync)
         at = resync;
     sd_event_source_set_time(a->wake, (uint64_t)at * 1000);
@@ -1082,8 +1091,9 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
                                        enum rollout_command command)
 {
     struct rollout_result command_result = {.reply = "no such service", .command_failed = true};
-    struct timespec started;
+    struct timespec started, cpu_started;
     clock_gettime(CLOCK_MONOTONIC, &started);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu_started);
     if (a->snapshot_stale) {
         reload_snapshot(a);
         a->snapshot_stale = false;
@@ -1145,6 +1155,10 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
         save_state(a);
         a->dirty = false;
     }
+    struct timespec cpu_ended;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu_ended);
+    a->pass_cpu_ms = (cpu_ended.tv_sec - cpu_started.tv_sec) * 1000LL +
+                     (cpu_ended.tv_nsec - cpu_started.tv_nsec) / 1000000;
     schedule_wake(a, wake_at);
     notify_systemd(a);
     struct timespec ended;

@@ -119,7 +119,7 @@ check "Maintainer is set ($(field Maintainer))" test -n "$(field Maintainer)"
 check "Description is set ($(field Description | head -n 1))" test -n "$(field Description)"
 depends=$(field Depends)
 echo "    Depends: $depends"
-wanted=(libc6 libyaml-0-2 libjansson4 libsystemd0 libcurl4 libgit2-1.5 haproxy openssh-client gpgv)
+wanted=(libc6 libyaml-0-2 libjansson4 libsystemd0 libcurl4 libhttp-parser2.9 libgit2-1.5 haproxy openssh-client gpgv)
 # libmicrohttpd when the binary links it (the metrics endpoint)
 if command -v readelf >/dev/null && readelf -d "$BUILD/rolld" | grep -q 'libmicrohttpd'; then
     wanted+=(libmicrohttpd12)
