@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,7 +29,8 @@ struct health_probe {
     long status;           /* of the complete response, 0 until it is complete */
     size_t request_length, request_sent;
     http_parser parser;
-    char request[REQUEST_MAX];
+    char *request; /* sized to it: a host keeps one prober per replica */
+    size_t request_capacity;
 };
 
 static int on_message_complete(http_parser *parser)
@@ -274,12 +276,21 @@ int health_probe_start(struct health_probe *p, int port, const char *path, long 
         return -EBUSY;
     if (!path_is_valid(path))
         return -EINVAL;
-    int length = snprintf(p->request, sizeof(p->request),
+    char request[REQUEST_MAX];
+    int length = snprintf(request, sizeof(request),
                           "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: rolld\r\n"
                           "Accept: */*\r\n\r\n",
                           path, port);
-    if (length < 0 || (size_t)length >= sizeof(p->request))
+    if (length < 0 || (size_t)length >= sizeof(request))
         return -ENAMETOOLONG;
+    if ((size_t)length > p->request_capacity) {
+        char *grown = realloc(p->request, (size_t)length);
+        if (!grown)
+            return -ENOMEM;
+        p->request = grown;
+        p->request_capacity = (size_t)length;
+    }
+    memcpy(p->request, request, (size_t)length);
     if (p->fd >= 0 && p->port != port)
         connection_close(p);
     p->request_length = (size_t)length;
@@ -345,5 +356,6 @@ void health_probe_free(struct health_probe *p)
     health_probe_cancel(p, false);
     sd_event_source_disable_unref(p->timer);
     sd_event_unref(p->event);
+    free(p->request);
     free(p);
 }

@@ -52,10 +52,12 @@ struct replica {
     int port;
     enum replica_state state;
     long long state_since_ms, restart_at_ms;
+    long long next_probe_ms; /* ready: when on_probe_tick checks it next; 0: not waiting */
     int failures, restarts, threshold;
     bool ever_ready, crash_loop;
     double period_s, timeout_s, shutdown_timeout_s;
-    json_t *launch;     /* {argv, env, cwd, log} */
+    char *launch;       /* {argv, env, cwd, log} as compact JSON text */
+    char *ingress;      /* the launch env's ROLLD_INGRESS, or NULL */
     char *health_url;
     char *reconfigure_url;
     char *user_config;  /* JSON text the replica runs with */
@@ -97,6 +99,7 @@ struct backend {
     size_t gpu_count;
     bool dirty; /* a replica changed state since the last launch_pending() */
     struct rlimit files; /* RLIMIT_NOFILE as the agent found it, for the replicas */
+    sd_event_source *probe_tick; /* see on_probe_tick() */
 };
 
 static long long now_ms(struct backend *b)
@@ -162,7 +165,8 @@ static void replica_free(struct replica *r)
     sd_event_source_disable_unref(r->timer);
     health_probe_free(r->health);
     http_request_cancel(r->backend->http, r->reconfigure);
-    json_decref(r->launch);
+    free(r->launch);
+    free(r->ingress);
     free(r->service);
     free(r->application);
     free(r->deployment);
@@ -175,6 +179,7 @@ static void replica_free(struct replica *r)
 }
 
 static void schedule_timer(struct replica *r, long long delay_ms);
+static void schedule_probe(struct replica *r, long long delay_ms);
 static void replica_drain(struct replica *r);
 static int replica_spawn(struct replica *r);
 
@@ -353,13 +358,17 @@ static int replica_spawn(struct replica *r)
     int devices = assign_devices(b, r);
     if (devices < 0)
         return devices;
-    json_t *argv_json = json_object_get(r->launch, "argv");
-    json_t *env_json = json_object_get(r->launch, "env");
-    const char *cwd = json_string_value(json_object_get(r->launch, "cwd"));
-    const char *log = json_string_value(json_object_get(r->launch, "log"));
+    /* kept as text, made a document for the spawn only */
+    json_t *launch = r->launch ? json_loads(r->launch, 0, NULL) : NULL;
+    json_t *argv_json = json_object_get(launch, "argv");
+    json_t *env_json = json_object_get(launch, "env");
+    const char *cwd = json_string_value(json_object_get(launch, "cwd"));
+    const char *log = json_string_value(json_object_get(launch, "log"));
     size_t argc = json_array_size(argv_json);
-    if (argc == 0)
+    if (argc == 0) {
+        json_decref(launch);
         return -EINVAL;
+    }
 
     /* everything the child needs is prepared before fork */
     char **argv = calloc(argc + 1, sizeof(char *));
@@ -370,6 +379,7 @@ static int replica_spawn(struct replica *r)
     if (!argv || !envp) {
         free(argv);
         free(envp);
+        json_decref(launch);
         return -ENOMEM;
     }
     for (size_t i = 0; i < argc; i++)
@@ -435,6 +445,7 @@ static int replica_spawn(struct replica *r)
     for (size_t i = 0; envp[i]; i++)
         free(envp[i]);
     free(envp);
+    json_decref(launch);
     if (pid < 0)
         return -fork_error;
     r->pid = pid;
@@ -490,8 +501,10 @@ static void on_probe_done(void *userdata, long status)
         return;
     }
     /* a starting replica is checked often so it takes traffic soon */
-    double period = r->state == REPLICA_STARTING && r->period_s > 0.2 ? 0.2 : r->period_s;
-    schedule_timer(r, (long long)(period * 1000));
+    if (r->state == REPLICA_STARTING)
+        schedule_timer(r, (long long)((r->period_s > 0.2 ? 0.2 : r->period_s) * 1000));
+    else
+        schedule_probe(r, (long long)(r->period_s * 1000));
 }
 
 /* Starts a health check; false when none is in flight afterwards. */
@@ -555,29 +568,73 @@ static int on_timer(sd_event_source *source, uint64_t usec, void *userdata)
     return 0;
 }
 
-/* A ready replica's next health check may come up to a tenth of its
- * period late (at most 1 s): sd-event then wakes once for the checks of many
- * replicas, where a host of 1,000 would otherwise wake 100 times a second.
- * Everything else (a starting replica, a restart, a drain) is on time. */
-#define COALESCE_MAX_US 1000000ULL
-
 static void schedule_timer(struct replica *r, long long delay_ms)
 {
     uint64_t now;
     sd_event_now(r->backend->event, CLOCK_MONOTONIC, &now);
-    uint64_t delay = (uint64_t)(delay_ms < 0 ? 0 : delay_ms) * 1000, at = now + delay;
-    uint64_t accuracy = 1000;
-    if (r->state == REPLICA_READY && delay / 10 > accuracy)
-        accuracy = delay / 10 < COALESCE_MAX_US ? delay / 10 : COALESCE_MAX_US;
+    uint64_t at = now + (uint64_t)(delay_ms < 0 ? 0 : delay_ms) * 1000;
     if (!r->timer) {
-        if (sd_event_add_time(r->backend->event, &r->timer, CLOCK_MONOTONIC, at, accuracy,
-                              on_timer, r) < 0)
+        if (sd_event_add_time(r->backend->event, &r->timer, CLOCK_MONOTONIC, at, 1000, on_timer,
+                              r) < 0)
             return;
     } else {
         sd_event_source_set_time(r->timer, at);
-        sd_event_source_set_time_accuracy(r->timer, accuracy);
     }
     sd_event_source_set_enabled(r->timer, SD_EVENT_ONESHOT);
+}
+
+/* The periodic checks of ready replicas start from one timer of the
+ * backend, every PROBE_TICK_MS while any replica is ready: each replica
+ * only records when its next check is due. sd-event runs one source per
+ * loop iteration, so a timer per replica cost a whole iteration per check;
+ * a host of 1,000 replicas checked every 10 s now wakes 10 times a second
+ * for them, not 100. A check starts at most PROBE_TICK_MS late. */
+#define PROBE_TICK_MS 100
+
+static int on_probe_tick(sd_event_source *source, uint64_t usec, void *userdata)
+{
+    struct backend *b = userdata;
+    long long now = now_ms(b);
+    bool any = false;
+    for (size_t i = 0; i < b->count; i++) {
+        struct replica *r = b->replicas[i];
+        if (r->state != REPLICA_READY || !r->next_probe_ms)
+            continue;
+        any = true;
+        if (r->next_probe_ms > now)
+            continue;
+        r->next_probe_ms = 0;
+        if (!probe(r))
+            r->next_probe_ms = now + (long long)(r->period_s * 1000);
+    }
+    if (any) {
+        sd_event_source_set_time(source, usec + PROBE_TICK_MS * 1000ULL);
+        sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
+    }
+    return 0;
+}
+
+/* r (ready) is checked again in delay_ms */
+static void schedule_probe(struct replica *r, long long delay_ms)
+{
+    struct backend *b = r->backend;
+    r->next_probe_ms = now_ms(b) + delay_ms;
+    int enabled = SD_EVENT_OFF;
+    if (!b->probe_tick) {
+        if (sd_event_add_time_relative(b->event, &b->probe_tick, CLOCK_MONOTONIC,
+                                       PROBE_TICK_MS * 1000ULL, 1000, on_probe_tick, b) < 0) {
+            schedule_timer(r, delay_ms); /* without the tick, on its own timer */
+            r->next_probe_ms = 0;
+        }
+        return;
+    }
+    sd_event_source_get_enabled(b->probe_tick, &enabled);
+    if (enabled == SD_EVENT_OFF) {
+        uint64_t now;
+        sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+        sd_event_source_set_time(b->probe_tick, now + PROBE_TICK_MS * 1000ULL);
+        sd_event_source_set_enabled(b->probe_tick, SD_EVENT_ONESHOT);
+    }
 }
 
 static void replica_drain(struct replica *r)
@@ -785,6 +842,19 @@ static char *user_config_text(const struct service_spec *spec, const char *app_n
     return NULL;
 }
 
+/* Keeps launch as text (a third of what the document takes) and the one
+ * value read from it every pass. */
+static void set_launch(struct replica *r, const json_t *launch)
+{
+    char *text = launch ? json_dumps(launch, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    const char *ingress =
+        json_string_value(json_object_get(json_object_get(launch, "env"), "ROLLD_INGRESS"));
+    free(r->launch);
+    free(r->ingress);
+    r->launch = text;
+    r->ingress = ingress ? strdup(ingress) : NULL;
+}
+
 static void replica_configure(struct backend *b, struct replica *r, const struct service_spec *spec,
                               const struct application_spec *app, const struct deployment_spec *d,
                               const struct policy *policy)
@@ -813,8 +883,8 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
     if (config)
         json_object_set_new(json_object_get(launch, "env"), "ROLLD_USER_CONFIG",
                             json_string(config));
-    json_decref(r->launch);
-    r->launch = launch;
+    set_launch(r, launch);
+    json_decref(launch);
     if (config_changed && r->user_config && r->pid > 0 && r->reconfigure_url) {
         /* a running replica gets the new user_config without a restart */
         char url[512];
@@ -1132,9 +1202,7 @@ static size_t process_endpoints(void *instance, const char *service, int side,
             r->port <= 0)
             continue;
         /* the ingress deployment is recorded in the launch env */
-        const char *ingress = json_string_value(
-            json_object_get(json_object_get(r->launch, "env"), "ROLLD_INGRESS"));
-        if (ingress && strcmp(ingress, r->deployment) != 0)
+        if (r->ingress && strcmp(r->ingress, r->deployment) != 0)
             continue;
         if (r->state == REPLICA_READY)
             out[n++] = (struct endpoint){r->port, ENDPOINT_READY};
@@ -1214,6 +1282,7 @@ static const char *replica_text(struct replica *r)
     saved_fields_of(r, &now);
     if (r->saved_text && !memcmp(&now, &r->saved, sizeof(now)))
         return r->saved_text;
+    json_t *launch = r->launch ? json_loads(r->launch, 0, NULL) : NULL;
     json_t *doc = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:b, s:b, "
         "s:O, s:s?, s:s?, s:s?, s:f, s:f, s:f, s:i}",
@@ -1222,12 +1291,13 @@ static const char *replica_text(struct replica *r)
         r->index, "version", r->version, "pid", (int)r->pid, "start_time",
         (json_int_t)r->start_time, "port", r->port, "state", state_names[r->state], "restarts",
         r->restarts, "ever_ready", r->ever_ready, "crash_loop", r->crash_loop, "launch",
-        r->launch ? r->launch : json_null(), "health_path", r->health_url, "reconfigure_path",
+        launch ? launch : json_null(), "health_path", r->health_url, "reconfigure_path",
         r->reconfigure_url, "user_config", r->user_config, "period_s", r->period_s, "timeout_s",
         r->timeout_s, "shutdown_timeout_s", r->shutdown_timeout_s, "threshold", r->threshold);
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
                      : NULL;
     json_decref(doc);
+    json_decref(launch);
     if (!text)
         return NULL;
     free(r->saved_text);
@@ -1278,6 +1348,7 @@ static void process_free(void *instance)
     for (size_t i = 0; i < b->count; i++)
         replica_free(b->replicas[i]);
     free(b->replicas);
+    sd_event_source_disable_unref(b->probe_tick);
     http_client_free(b->http);
     sd_event_unref(b->event);
     free(b->state_dir);
@@ -1320,7 +1391,7 @@ static void adopt(struct backend *b, const json_t *item)
     r->restarts = (int)json_integer_value(json_object_get(item, "restarts"));
     r->ever_ready = json_is_true(json_object_get(item, "ever_ready"));
     r->crash_loop = json_is_true(json_object_get(item, "crash_loop"));
-    r->launch = json_incref(json_object_get(item, "launch"));
+    set_launch(r, json_object_get(item, "launch"));
     r->health_url = dup_or_null(json_string_value(json_object_get(item, "health_path")));
     r->reconfigure_url = dup_or_null(json_string_value(json_object_get(item, "reconfigure_path")));
     r->user_config = dup_or_null(json_string_value(json_object_get(item, "user_config")));
