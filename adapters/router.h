@@ -42,6 +42,10 @@ struct router_adapter {
     double (*ongoing)(void *instance, const char *service, int side, const char *application);
     /* True when the endpoint has no request in flight. */
     bool (*endpoint_idle)(void *instance, const char *service, int port);
+    /* False when the router does not serve what the last apply() asked for
+     * (its process died, or that apply failed); cheap enough to ask every
+     * few seconds. The agent then runs a pass, which applies again. */
+    bool (*serving)(void *instance);
     void (*free)(void *instance);
 };
 

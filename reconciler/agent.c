@@ -59,6 +59,7 @@ struct managed {
     struct service_spec *override;
     char override_for[17];
     const char *refused;           /* why the head commit is not deployed for it, or NULL */
+    bool autoscaling;              /* a deployment of either side autoscales */
 };
 
 struct agent {
@@ -82,6 +83,7 @@ struct agent {
     struct resource_need used; /* by all services; see sum_used() */
     long long trimmed_ms;      /* CLOCK_MONOTONIC of the last malloc_trim() */
     long long pass_cpu_ms;     /* CPU time of the last pass; see schedule_wake() */
+    unsigned long ticks;       /* of the autoscale timer, which also watches the router */
     struct compute_adapter compute;
     struct router_adapter router;
     char state_path[4096], status_dir[4096], control_path[4096];
@@ -232,6 +234,11 @@ static void refresh_specs(struct managed *m)
         m->specs[i] = doc ? side_spec(&m->state->sides[i]) : NULL;
         m->spec_docs[i] = json_incref(doc);
     }
+    m->autoscaling = false;
+    for (int i = 0; i < 2; i++)
+        for (size_t k = 0; m->specs[i] && k < m->specs[i]->application_count; k++)
+            for (size_t j = 0; j < m->specs[i]->applications[k].deployment_count; j++)
+                m->autoscaling |= m->specs[i]->applications[k].deployments[j].autoscaling;
     apply_autoscale(m);
 }
 
@@ -995,14 +1002,16 @@ static long long reconcile_service(struct agent *a, struct managed *m,
 }
 
 /* Even with nothing to wait for, look again now and then: a level-triggered
- * loop heals what an event missed (a router that died, a lost inotify).
+ * loop heals what an event missed (a lost inotify, a replica's state that
+ * moved without an event). A router that died is noticed sooner, by the
+ * autoscale tick (ROUTER_CHECK_TICKS).
  * Every RESYNC_MS, or less often on a host whose pass is long: these passes
  * take at most 1/RESYNC_SHARE of a core (a pass of 30 ms of CPU: every
- * 30 s), up to RESYNC_MAX_MS. Events (a save, a push, a replica that
+ * 60 s), up to RESYNC_MAX_MS. Events (a save, a push, a replica that
  * changed, a step's timer) still start a pass at once. */
 #define RESYNC_MS 10000
 #define RESYNC_MAX_MS 120000
-#define RESYNC_SHARE 1000
+#define RESYNC_SHARE 2000
 
 static void schedule_wake(struct agent *a, long long at)
 {
@@ -1077,6 +1086,7 @@ static void notify_systemd(struct agent *a)
  * pages of the whole heap. A few ms for a large heap: at most once in
  * TRIM_EVERY_MS, at the end of a pass. */
 #define TRIM_EVERY_MS 30000
+#define TRIM_FREE_BYTES (4u << 20)
 
 static void trim_heap(struct agent *a, const struct timespec *now)
 {
@@ -1084,7 +1094,11 @@ static void trim_heap(struct agent *a, const struct timespec *now)
     if (a->trimmed_ms && ms - a->trimmed_ms < TRIM_EVERY_MS)
         return;
     a->trimmed_ms = ms;
-    malloc_trim(0);
+    /* only with something worth giving back: the pages given back are
+     * faulted in again by the next pass that needs them */
+    struct mallinfo2 info = mallinfo2();
+    if (info.fordblks >= TRIM_FREE_BYTES)
+        malloc_trim(0);
 }
 
 static struct rollout_result reconcile(struct agent *a, const char *command_service,
@@ -1175,6 +1189,7 @@ static struct rollout_result reconcile(struct agent *a, const char *command_serv
 static void request_reconcile(void *userdata);
 
 #define AUTOSCALE_TICK_MS 1000
+#define ROUTER_CHECK_TICKS 10
 
 static double autoscale_number(const json_t *doc, const char *app, const char *deployment,
                                const char *key, double fallback)
@@ -1203,6 +1218,8 @@ static int on_autoscale_tick(sd_event_source *source, uint64_t usec, void *userd
     long long now = wall_ms();
     for (size_t i = 0; i < a->count; i++) {
         struct managed *m = &a->services[i];
+        if (!m->autoscaling)
+            continue;
         for (int side = 0; side < 2; side++) {
             struct service_spec *spec = m->specs[side];
             int capacity = m->state->sides[side].used ? m->state->sides[side].capacity : 0;
@@ -1246,7 +1263,13 @@ static int on_autoscale_tick(sd_event_source *source, uint64_t usec, void *userd
             }
         }
     }
-    if (changed) {
+    if (changed)
+        request_reconcile(a);
+    /* the router is watched more often than the full resync comes: a
+     * dead HAProxy is started again within ROUTER_CHECK_TICKS seconds */
+    if (++a->ticks % ROUTER_CHECK_TICKS == 0 && a->router.serving &&
+        !a->router.serving(a->router.instance)) {
+        log_warn("router: not serving what it was given; applying again");
         request_reconcile(a);
     }
     uint64_t next;

@@ -584,23 +584,29 @@ static void schedule_timer(struct replica *r, long long delay_ms)
 }
 
 /* The periodic checks of ready replicas start from one timer of the
- * backend, every PROBE_TICK_MS while any replica is ready: each replica
- * only records when its next check is due. sd-event runs one source per
- * loop iteration, so a timer per replica cost a whole iteration per check;
- * a host of 1,000 replicas checked every 10 s now wakes 10 times a second
- * for them, not 100. A check starts at most PROBE_TICK_MS late. */
-#define PROBE_TICK_MS 100
+ * backend, ticking while any replica is ready: each replica only records
+ * when its next check is due. The tick comes every tenth of the shortest
+ * period, between PROBE_TICK_MIN_MS and PROBE_TICK_MAX_MS, so a check
+ * starts at most that late. sd-event runs one source per loop iteration
+ * and waits on epoll only when nothing is pending: a timer per replica cost
+ * a whole iteration and a wait per check, where the checks of one tick go
+ * out together and their answers are taken in few waits. */
+#define PROBE_TICK_MIN_MS 100
+#define PROBE_TICK_MAX_MS 1000
 
 static int on_probe_tick(sd_event_source *source, uint64_t usec, void *userdata)
 {
     struct backend *b = userdata;
-    long long now = now_ms(b);
+    long long now = now_ms(b), tick = PROBE_TICK_MAX_MS;
     bool any = false;
     for (size_t i = 0; i < b->count; i++) {
         struct replica *r = b->replicas[i];
         if (r->state != REPLICA_READY || !r->next_probe_ms)
             continue;
         any = true;
+        long long tenth = (long long)(r->period_s * 100);
+        if (tenth < tick)
+            tick = tenth < PROBE_TICK_MIN_MS ? PROBE_TICK_MIN_MS : tenth;
         if (r->next_probe_ms > now)
             continue;
         r->next_probe_ms = 0;
@@ -608,7 +614,7 @@ static int on_probe_tick(sd_event_source *source, uint64_t usec, void *userdata)
             r->next_probe_ms = now + (long long)(r->period_s * 1000);
     }
     if (any) {
-        sd_event_source_set_time(source, usec + PROBE_TICK_MS * 1000ULL);
+        sd_event_source_set_time(source, usec + (uint64_t)tick * 1000ULL);
         sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
     }
     return 0;
@@ -622,7 +628,7 @@ static void schedule_probe(struct replica *r, long long delay_ms)
     int enabled = SD_EVENT_OFF;
     if (!b->probe_tick) {
         if (sd_event_add_time_relative(b->event, &b->probe_tick, CLOCK_MONOTONIC,
-                                       PROBE_TICK_MS * 1000ULL, 1000, on_probe_tick, b) < 0) {
+                                       PROBE_TICK_MIN_MS * 1000ULL, 1000, on_probe_tick, b) < 0) {
             schedule_timer(r, delay_ms); /* without the tick, on its own timer */
             r->next_probe_ms = 0;
         }
@@ -632,7 +638,7 @@ static void schedule_probe(struct replica *r, long long delay_ms)
     if (enabled == SD_EVENT_OFF) {
         uint64_t now;
         sd_event_now(b->event, CLOCK_MONOTONIC, &now);
-        sd_event_source_set_time(b->probe_tick, now + PROBE_TICK_MS * 1000ULL);
+        sd_event_source_set_time(b->probe_tick, now + PROBE_TICK_MIN_MS * 1000ULL);
         sd_event_source_set_enabled(b->probe_tick, SD_EVENT_ONESHOT);
     }
 }

@@ -663,6 +663,12 @@ static bool master_running(struct haproxy *h)
     return pid > 0 && kill(pid, 0) == 0;
 }
 
+static bool haproxy_serving(void *instance)
+{
+    struct haproxy *h = instance;
+    return h->synced && master_running(h);
+}
+
 static int haproxy_apply(void *instance, const struct router_service *in, size_t count)
 {
     struct haproxy *h = instance;
@@ -853,6 +859,7 @@ int haproxy_router_new(const struct haproxy_config *config, struct router_adapte
         .apply = haproxy_apply,
         .ongoing = haproxy_ongoing,
         .endpoint_idle = haproxy_endpoint_idle,
+        .serving = haproxy_serving,
         .free = haproxy_free,
     };
     return 0;

@@ -107,7 +107,25 @@ check_eq "the master is the one in haproxy.pid" "$(cat "$STATE/haproxy/haproxy.p
 burst after 1s >/dev/null
 check_eq "after the rollout, unpinned requests reach" '["v2"]' "$(jq -c '.versions | keys' "$WORK/after.json")"
 
+# HAProxy itself dies (SIGKILL to its master and workers): the agent notices
+# within its router check (10 s) and starts it again with the same split
+old_haproxy=$(haproxy_pids | tr '\n' ' ')
 load_stop main
+kill_pids KILL $old_haproxy
+T_ROUTER_KILL=$(now_ms)
+check "HAProxy's processes are gone" wait_until 10 "HAProxy to die" all_gone $old_haproxy
+answers() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$(URL)" | grep -q '^200$'; }
+if wait_until 30 "a new HAProxy to answer" answers; then
+    T_ROUTER_BACK=$(($(now_ms) - T_ROUTER_KILL))
+    pass "requests are answered again $T_ROUTER_BACK ms after HAProxy was killed"
+else
+    fail "no answer within 30 s of killing HAProxy"
+    diagnostics
+fi
+check_eq "one HAProxy master again" 1 "$(haproxy_master_pids | grep -c .)"
+check "the new master is not one of the killed processes" \
+    test -z "$(comm -12 <(haproxy_master_pids | sort) <(tr ' ' '\n' <<<"$old_haproxy" | sort))"
+
 M=$WORK/main.json
 served=$(rf "$M" .answered)
 non2xx=$(rf "$M" .non2xx)
@@ -123,5 +141,6 @@ fi
 figure "agent killed (SIGKILL) at traffic.canary $killed_at%, $((T_KILL - T0)) ms after the save; measured split while down: $down_share% canary"
 figure "restart -> agent answers rolld sync: ${T_ANSWER:-?} ms; restart -> rollout resumed (next step): ${T_RESUMED:-?} ms; restart -> rollout complete: ${T_DONE:-?} ms"
 figure "model-server processes afterwards: $(echo "$running" | grep -c .) (desired $desired); most at once after restart: v1 $max_v1, v2 $max_v2"
+figure "HAProxy killed -> requests answered again: ${T_ROUTER_BACK:-?} ms"
 figure "continuous load across kill and restart: $served answered ($(jq -c .versions "$M")), non-2xx $non2xx, connection errors $errors ($(jq -c .errors "$M"))"
 finish
