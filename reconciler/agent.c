@@ -1086,7 +1086,7 @@ static void notify_systemd(struct agent *a)
  * pages of the whole heap. A few ms for a large heap: at most once in
  * TRIM_EVERY_MS, at the end of a pass. */
 #define TRIM_EVERY_MS 30000
-#define TRIM_FREE_BYTES (4u << 20)
+#define TRIM_FREE_BYTES (1u << 20)
 
 static void trim_heap(struct agent *a, const struct timespec *now)
 {
