@@ -877,10 +877,14 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
     r->period_s = d->health_check_period_s;
     r->timeout_s = d->health_check_timeout_s;
     r->shutdown_timeout_s = d->graceful_shutdown_timeout_s;
+    /* made before the old ones are freed: the saved record (replica_text)
+     * tells a new value by its new address */
+    char *health_url = strdup(app->health_path ? app->health_path : "/-/healthz");
+    char *reconfigure_url = app->reconfigure_path ? strdup(app->reconfigure_path) : NULL;
     free(r->health_url);
-    r->health_url = strdup(app->health_path ? app->health_path : "/-/healthz");
+    r->health_url = health_url;
     free(r->reconfigure_url);
-    r->reconfigure_url = app->reconfigure_path ? strdup(app->reconfigure_path) : NULL;
+    r->reconfigure_url = reconfigure_url;
     char *config = user_config_text(spec, app->name, d->name);
     bool config_changed = (config == NULL) != (r->user_config == NULL) ||
                           (config && strcmp(config, r->user_config) != 0);
@@ -905,8 +909,9 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
                                                      on_reconfigure_done, r)
                                  : NULL;
     }
+    char *user_config = config ? config : strdup("null");
     free(r->user_config);
-    r->user_config = config ? config : strdup("null");
+    r->user_config = user_config;
     memcpy(r->configured_version, spec->version, sizeof(r->configured_version));
     free(r->configured_file);
     r->configured_file = strdup(file);
@@ -1269,7 +1274,8 @@ static void saved_fields_of(const struct replica *r, struct saved_fields *f)
     f->period_s = r->period_s;
     f->timeout_s = r->timeout_s;
     f->shutdown_timeout_s = r->shutdown_timeout_s;
-    /* replaced, never changed in place: a new pointer is a new value */
+    /* replaced, never changed in place, and each new value allocated
+     * while the old one still is: a new pointer is a new value */
     f->launch = r->launch;
     f->health_url = r->health_url;
     f->reconfigure_url = r->reconfigure_url;

@@ -427,7 +427,7 @@ row() { # LABEL KEY
         printf '  %-58s %10s %-16s %9s\n' "   then the push B -> H: fetch + load (same clone)" "${FETCH[push.total_ms]:-}" \
             "(${FETCH[push.total_ms.range]:-})" "$(mib "${FETCH[push.hwm_kib]:-}")"
         printf '  %-58s %10s %-16s\n' "     fetch" "${FETCH[push.fetch_ms]:-}" "(${FETCH[push.fetch_ms.range]:-})"
-        printf '  %-58s %10s %-16s\n' "     load" "${FETCH[push.load_ms]:-}" "(${FETCH[push.load_ms.range]:-})"
+        printf '  %-58s %10s %-16s\n' "     load (the changed blobs parsed, the rest taken over)" "${FETCH[push.load_ms]:-}" "(${FETCH[push.load_ms.range]:-})"
         printf '  %-58s %10s %-16s\n' "   a fetch when nothing changed (each --fetch-interval)" "${FETCH[push.noop_fetch_ms]:-}" \
             "(${FETCH[push.noop_fetch_ms.range]:-})"
         ;;
