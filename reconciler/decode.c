@@ -303,6 +303,16 @@ static json_t *decode_named_list(struct decode_context *ctx, const struct ynode 
     return array;
 }
 
+/* A path goes into HTTP request lines and HAProxy's configuration as it is:
+ * no spaces, no control characters. */
+static bool path_is_clean(const char *text)
+{
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+        if (*c <= ' ' || *c == 0x7f)
+            return false;
+    return true;
+}
+
 static json_t *decode_field(struct decode_context *ctx, const struct ynode *node,
                             const struct field_schema *field, const char *path)
 {
@@ -327,6 +337,11 @@ static json_t *decode_field(struct decode_context *ctx, const struct ynode *node
                          text);
         } else if (field->type == FIELD_PATH && text[0] != '/') {
             decode_error(ctx, node, path, "'%s' must start with '/'", text);
+        } else if (field->type == FIELD_PATH && !path_is_clean(text)) {
+            decode_error(ctx, node, path,
+                         "'%s' holds a space or a control character; an HTTP path has neither "
+                         "(write a space as %%20)",
+                         text);
         } else {
             return value;
         }
