@@ -539,6 +539,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
                                   size_t *upload_data_size, void **request)
 {
     struct metrics *m = cls;
+    /* answered from the second call: libmicrohttpd closes the connection
+     * after an answer queued in the first one (before the request's end is
+     * known), and a scraper would reconnect every time */
+    static char headers_seen;
+    if (*request != &headers_seen) {
+        *request = &headers_seen;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        *upload_data_size = 0; /* a body nobody asked for: read and dropped */
+        return MHD_YES;
+    }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return answer_text(connection, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     if (!strcmp(url, "/metrics")) {

@@ -638,6 +638,22 @@ static void test_other_paths_and_methods_are_refused(void **state)
     free(reply.body);
 }
 
+/* A scraper's connection stays open between requests: two requests on one
+ * connection get two answers (the second asks to close). An answer queued
+ * in the handler's first call would close it after the first. */
+static void test_the_connection_is_kept(void **state)
+{
+    struct fixture *f = *state;
+    struct http_reply reply = exchange(f,
+                                       "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                       0);
+    assert_int_equal(reply.status, 503);
+    assert_null(strstr(reply.headers, "Connection: close"));
+    assert_non_null(strstr(reply.body, "HTTP/1.1 404"));
+    free(reply.body);
+}
+
 /* A request that arrives in pieces is answered once whole: MHD's state is
  * carried across loop iterations by the epoll source and its timer. */
 static void test_a_slow_client_is_answered(void **state)
@@ -753,6 +769,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_healthz_is_503_until_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_paths_and_methods_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_slow_client_is_answered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_the_connection_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_scrapes, setup, teardown),
         cmocka_unit_test(test_open_refuses_bad_addresses),
         cmocka_unit_test_setup_teardown(test_open_reports_a_port_in_use, setup, teardown),
