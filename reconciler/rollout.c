@@ -621,7 +621,10 @@ static void step_create(struct service_state *state, const struct rollout_input 
                 if (!state->last_error || strcmp(state->last_error, text) != 0) {
                     set_text(&state->last_error, text);
                     history_add(state, in->now_ms, "blocked", text + 9);
+                    result->changed = true;
                 }
+                if (state->phase != PHASE_BLOCKED)
+                    result->changed = true;
                 set_phase(state, PHASE_BLOCKED, in->now_ms);
                 return;
             }
@@ -633,8 +636,10 @@ static void step_create(struct service_state *state, const struct rollout_input 
         result->changed = true;
         return;
     }
-    if (in->desired && !json_equal(side->doc, in->desired->doc))
+    if (in->desired && !json_equal(side->doc, in->desired->doc)) {
         side_set(side, in->desired, 100);
+        result->changed = true;
+    }
     const struct side_observation *obs = &in->observation.sides[0];
     if (obs->ready) {
         state->primary = 0;

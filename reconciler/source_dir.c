@@ -149,10 +149,16 @@ void source_entry_parse(struct spec_entry *entry, const char *file, int read_sta
     }
     if (read_status < 0) {
         diag_add(&entry->errors, file, 0, 0, "", "cannot read: %s", strerror(-read_status));
+        entry->transient = true;
         return;
     }
     entry->spec = spec_parse(text, length, file, &entry->errors);
     entry->name = entry->spec ? strdup(entry->spec->name) : spec_guess_name(text, length);
+    for (size_t i = 0; i < entry->errors.count; i++)
+        if (!strncmp(entry->errors.entries[i].message, "out of memory", 13))
+            entry->transient = true;
+    if (entry->spec && !entry->name)
+        entry->transient = true;
 }
 
 static void stamp_of(const char *file, struct file_stamp *stamp)
@@ -297,7 +303,8 @@ int source_dir_reload(const char *path, struct snapshot *previous, struct snapsh
                (!previous->entries[at].file || strcmp(previous->entries[at].file, files[i]) < 0))
             at++;
         struct spec_entry *before = at < before_count ? &previous->entries[at] : NULL;
-        if (before && !strcmp(before->file, files[i]) && !before->duplicate) {
+        if (before && !strcmp(before->file, files[i]) && !before->duplicate &&
+            !before->transient) {
             struct file_stamp now;
             stamp_of(files[i], &now);
             if (same_stamp(&now, &before->stamp)) {

@@ -36,6 +36,7 @@ struct spec_entry {
     struct diag errors;
     struct file_stamp stamp;   /* from before the file was read */
     bool duplicate;            /* refused by snapshot_index: another file has its name */
+    bool transient;            /* its errors may pass (unreadable, out of memory): never reused */
     char blob[72];             /* Git: the id of the blob it was parsed from; "" otherwise */
 };
 

@@ -571,7 +571,7 @@ static int tree_load(git_repository *repo, const git_oid *commit_id, const char 
                (!previous->entries[at].file || strcmp(previous->entries[at].file, file) < 0))
             at++;
         struct spec_entry *before = at < before_count ? &previous->entries[at] : NULL;
-        if (before && !strcmp(before->file, file) && !before->duplicate &&
+        if (before && !strcmp(before->file, file) && !before->duplicate && !before->transient &&
             !strcmp(before->blob, blob_id)) {
             *entry = *before; /* previous gives it up once out is complete */
             taken[i] = ++at;

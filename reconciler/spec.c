@@ -766,11 +766,15 @@ json_t *spec_version_doc(const struct service_spec *spec)
     return NULL;
 }
 
-static void hash_version(struct service_spec *spec)
+/* false when out of memory: a version made of nothing would be one
+ * version for every spec */
+static bool hash_version(struct service_spec *spec)
 {
     static const unsigned long long offset_basis = 0xcbf29ce484222325ULL;
     struct canonical_hash h = {offset_basis, false};
     json_t *version_doc = spec_version_doc(spec);
+    if (!version_doc)
+        return false;
     if (json_is_object(version_doc))
         hash_object(&h, version_doc, LEVEL_ROOT);
     else
@@ -778,6 +782,7 @@ static void hash_version(struct service_spec *spec)
     json_decref(version_doc);
     /* no text, no bytes: the hash of nothing, as when the text could not be made */
     snprintf(spec->version, sizeof(spec->version), "%016llx", h.failed ? offset_basis : h.value);
+    return true;
 }
 
 static struct service_spec *spec_from_doc_steal(json_t *doc, const char *file, struct diag *diag);
@@ -822,7 +827,12 @@ static struct service_spec *spec_from_doc_steal(json_t *doc, const char *file, s
             diag_add(diag, file, 0, 0, "", "out of memory while reading the file");
         return NULL;
     }
-    hash_version(spec);
+    if (!hash_version(spec)) {
+        spec_free(spec);
+        if (diag)
+            diag_add(diag, file, 0, 0, "", "out of memory while reading the file");
+        return NULL;
+    }
     return spec;
 }
 

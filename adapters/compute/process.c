@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include "capacity.h"
+#include "fd_limit.h"
 #include "health_probe.h"
 #include "http_client.h"
 
@@ -98,7 +98,6 @@ struct backend {
     int gpus[64];
     size_t gpu_count;
     bool dirty; /* a replica changed state since the last launch_pending() */
-    struct rlimit files; /* RLIMIT_NOFILE as the agent found it, for the replicas */
     sd_event_source *probe_tick; /* see on_probe_tick() */
 };
 
@@ -419,7 +418,7 @@ static int replica_spawn(struct replica *r)
         for (int s = 1; s < NSIG; s++)
             signal(s, SIG_DFL);
         setsid();
-        setrlimit(RLIMIT_NOFILE, &b->files);
+        fd_limit_restore_in_child();
         int null_fd = open("/dev/null", O_RDONLY);
         if (null_fd >= 0)
             dup2(null_fd, 0);
@@ -855,10 +854,17 @@ static void set_launch(struct replica *r, const json_t *launch)
     char *text = launch ? json_dumps(launch, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     const char *ingress =
         json_string_value(json_object_get(json_object_get(launch, "env"), "ROLLD_INGRESS"));
+    char *ingress_copy = ingress ? strdup(ingress) : NULL;
+    if ((launch && !text) || (ingress && !ingress_copy)) {
+        /* out of memory: the replica keeps what it had */
+        free(text);
+        free(ingress_copy);
+        return;
+    }
     free(r->launch);
     free(r->ingress);
     r->launch = text;
-    r->ingress = ingress ? strdup(ingress) : NULL;
+    r->ingress = ingress_copy;
 }
 
 static void replica_configure(struct backend *b, struct replica *r, const struct service_spec *spec,
@@ -1295,6 +1301,8 @@ static const char *replica_text(struct replica *r)
     if (r->saved_text && !memcmp(&now, &r->saved, sizeof(now)))
         return r->saved_text;
     json_t *launch = r->launch ? json_loads(r->launch, 0, NULL) : NULL;
+    if (r->launch && !launch)
+        return NULL; /* out of memory: no record rather than one without its launch */
     json_t *doc = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:b, s:b, "
         "s:O, s:s?, s:s?, s:s?, s:f, s:f, s:f, s:i}",
@@ -1527,13 +1535,8 @@ int process_backend_new(sd_event *event, const struct process_config *config,
     b->event = sd_event_ref(event);
     b->config = *config;
     b->state_dir = strdup(config->state_dir);
-    /* Each replica takes a pidfd and a kept-alive probe connection: the soft
-     * descriptor limit goes up to the hard one (nothing here uses select()),
-     * and replicas start with the limit the agent was given. */
-    if (getrlimit(RLIMIT_NOFILE, &b->files) == 0 && b->files.rlim_cur < b->files.rlim_max) {
-        struct rlimit raised = {b->files.rlim_max, b->files.rlim_max};
-        setrlimit(RLIMIT_NOFILE, &raised);
-    }
+    /* each replica takes a pidfd and a kept-alive probe connection */
+    fd_limit_raise();
     for (size_t g = 0; g < config->gpu_count && g < 64; g++)
         b->gpus[b->gpu_count++] = config->gpus[g];
     if (!b->state_dir) {

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fd_limit.h"
 #include "source_dir.h"
 #include "state.h"
 
@@ -357,6 +358,10 @@ static int write_config(struct haproxy *h, const struct hp_service *services, si
             "    stats timeout 30s\n"
             "    nbthread 2\n"
             "    hard-stop-after 120s\n"
+            /* HAProxy raises its descriptor limit to the hard one and sizes
+             * its tables and maxconn from it: a host whose hard limit is in
+             * the millions would cost it gigabytes. As the unit's LimitNOFILE. */
+            "    fd-hard-limit 65536\n"
             "\n"
             "defaults\n"
             "    mode http\n"
@@ -477,6 +482,9 @@ static int start_or_reload(struct haproxy *h)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         setsid();
+        /* the limit the agent was given; HAProxy raises it itself, up to
+         * the hard limit or fd-hard-limit (see write_config) */
+        fd_limit_restore_in_child();
         /* systemd's notify socket and watchdog are the agent's, not HAProxy's */
         unsetenv("NOTIFY_SOCKET");
         unsetenv("WATCHDOG_USEC");
@@ -689,8 +697,12 @@ static int haproxy_apply(void *instance, const struct router_service *in, size_t
         s->pins[0] = join_pins(rs->pins[0]);
         s->pins[1] = join_pins(rs->pins[1]);
         s->apps = calloc(rs->application_count ? rs->application_count : 1, sizeof(*s->apps));
+        if (!s->name || !s->host || !s->pins[0] || !s->pins[1] || !s->apps) {
+            failed = true;
+            break;
+        }
         s->app_count = rs->application_count;
-        for (size_t j = 0; s->apps && j < rs->application_count; j++) {
+        for (size_t j = 0; j < rs->application_count; j++) {
             const struct router_application *ra = &rs->applications[j];
             struct hp_app *a = &s->apps[j];
             const struct hp_app *old_app = find_app(old, ra->name);

@@ -7,6 +7,16 @@
 # known to the state), one HAProxy master serves, and the load saw no failure.
 source "$(dirname "$0")/lib.sh"
 
+# A soft descriptor limit below the hard one: the agent raises its own (a
+# pidfd and a health-check connection per replica), replicas keep this one,
+# and HAProxy stays within fd-hard-limit.
+GIVEN_NOFILE=$(ulimit -Sn)
+if [ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -gt 4096 ]; then
+    ulimit -Sn 4096
+    GIVEN_NOFILE=4096
+fi
+soft_nofile() { awk '/^Max open files/ {print $4}' "/proc/$1/limits" 2>/dev/null; }
+
 # Known agent bugs this test exposes (reported; see the commit message):
 
 it_setup
@@ -123,6 +133,15 @@ else
     diagnostics
 fi
 check_eq "one HAProxy master again" 1 "$(haproxy_master_pids | grep -c .)"
+if [ "$GIVEN_NOFILE" = 4096 ]; then
+    check_eq "the agent's soft descriptor limit is raised to the hard one" "$(ulimit -Hn)" \
+        "$(soft_nofile "$AGENT_PID")"
+    haproxy_nofile=$(soft_nofile "$(haproxy_master_pids | head -1)")
+    check "HAProxy's descriptor limit is bounded by fd-hard-limit 65536 ($haproxy_nofile)" \
+        test "${haproxy_nofile:-0}" -gt 0 -a "${haproxy_nofile:-0}" -le 65536
+    check_eq "a replica starts with the limit the agent was given" 4096 \
+        "$(soft_nofile "$(replica_pids | head -1)")"
+fi
 check "the new master is not one of the killed processes" \
     test -z "$(comm -12 <(haproxy_master_pids | sort) <(tr ' ' '\n' <<<"$old_haproxy" | sort))"
 
