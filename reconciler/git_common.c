@@ -132,8 +132,39 @@ char *git_common_url_for_display(const char *url, const char *password_mask)
 
 /* ---- one call to a remote ---- */
 
+static int copy_text(const char **out, const char *text)
+{
+    *out = NULL;
+    if (!text || !*text)
+        return 0;
+    return (*out = strdup(text)) ? 0 : -ENOMEM;
+}
+
+int git_common_credentials_copy(struct git_credentials *out,
+                                const struct git_credentials *in)
+{
+    memset(out, 0, sizeof(*out));
+    if (copy_text(&out->ssh_key, in->ssh_key) < 0 ||
+        copy_text(&out->ssh_public_key, in->ssh_public_key) < 0 ||
+        copy_text(&out->token_file, in->token_file) < 0 ||
+        copy_text(&out->username, in->username) < 0) {
+        git_common_credentials_free(out);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void git_common_credentials_free(struct git_credentials *credentials)
+{
+    free((char *)credentials->ssh_key);
+    free((char *)credentials->ssh_public_key);
+    free((char *)credentials->token_file);
+    free((char *)credentials->username);
+    memset(credentials, 0, sizeof(*credentials));
+}
+
 void git_common_call_start(struct git_common_call *call,
-                           const struct git_common_credentials *credentials, int timeout_seconds)
+                           const struct git_credentials *credentials, int timeout_seconds)
 {
     memset(call, 0, sizeof(*call));
     call->credentials = *credentials;
@@ -236,7 +267,7 @@ static int on_credentials(git_credential **out, const char *url, const char *use
 {
     (void)url;
     struct git_common_call *call = payload;
-    const struct git_common_credentials *c = &call->credentials;
+    const struct git_credentials *c = &call->credentials;
     if (call_expired(call))
         return GIT_EUSER;
     const char *ssh_user = username_from_url && *username_from_url ? username_from_url

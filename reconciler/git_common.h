@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "source_git.h" /* struct git_credentials: what the credentials callback may offer */
+
 /* Initialises libgit2 on the first call; 0, or -EIO when that failed. */
 int git_common_ready(void);
 
@@ -38,17 +40,15 @@ char *git_common_percent_decode(const char *text);
  * Caller frees. */
 char *git_common_url_for_display(const char *url, const char *password_mask);
 
-/* What the credentials callback may offer; not owned, NULL when unset. */
-struct git_common_credentials {
-    const char *ssh_key;        /* private key file */
-    const char *ssh_public_key; /* NULL: <ssh_key>.pub when readable */
-    const char *token_file;
-    const char *username; /* NULL: the URL's, else "git" (SSH) or "x-access-token" (token) */
-};
+/* A copy of in that owns its strings (an empty string counts as unset).
+ * 0, or -ENOMEM with *out empty. Free with git_common_credentials_free. */
+int git_common_credentials_copy(struct git_credentials *out,
+                                const struct git_credentials *in);
+void git_common_credentials_free(struct git_credentials *credentials);
 
 /* One fetch or push: its deadline, its credentials and how it went. */
 struct git_common_call {
-    struct git_common_credentials credentials;
+    struct git_credentials credentials;
     int timeout_seconds;
     struct timespec deadline;
     unsigned credential_tries;
@@ -59,7 +59,7 @@ struct git_common_call {
 
 /* Starts a call: its deadline is timeout_seconds from now. */
 void git_common_call_start(struct git_common_call *call,
-                           const struct git_common_credentials *credentials,
+                           const struct git_credentials *credentials,
                            int timeout_seconds);
 
 /* The remote callbacks of call (its payload): deadline, credentials and

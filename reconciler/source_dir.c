@@ -262,6 +262,18 @@ int source_dir_load(const char *path, struct snapshot *out, struct diag *diag)
     return source_dir_reload(path, NULL, out, diag);
 }
 
+size_t snapshot_reusable(const struct snapshot *previous, size_t *at, const char *file)
+{
+    size_t count = previous ? previous->count : 0;
+    while (*at < count &&
+           (!previous->entries[*at].file || strcmp(previous->entries[*at].file, file) < 0))
+        (*at)++;
+    if (*at >= count || strcmp(previous->entries[*at].file, file) != 0)
+        return 0;
+    const struct spec_entry *before = &previous->entries[(*at)++];
+    return before->duplicate || before->transient ? 0 : *at;
+}
+
 void snapshot_settle_taken(struct snapshot *out, struct snapshot *previous, const size_t *taken,
                            bool ok)
 {
@@ -293,23 +305,18 @@ int source_dir_reload(const char *path, struct snapshot *previous, struct snapsh
         source_files_free(files, count);
         return -ENOMEM;
     }
-    /* both lists are in file order: one cursor walks previous. Entries are
-     * copied, and previous gives them up only once out is complete, so a
-     * failure leaves previous whole. */
-    size_t at = 0, before_count = previous ? previous->count : 0;
+    /* Entries are copied, and previous gives them up only once out is
+     * complete, so a failure leaves previous whole. */
+    size_t at = 0;
     for (size_t i = 0; i < count; i++) {
         struct spec_entry *entry = &out->entries[out->count++];
-        while (at < before_count &&
-               (!previous->entries[at].file || strcmp(previous->entries[at].file, files[i]) < 0))
-            at++;
-        struct spec_entry *before = at < before_count ? &previous->entries[at] : NULL;
-        if (before && !strcmp(before->file, files[i]) && !before->duplicate &&
-            !before->transient) {
+        size_t before = snapshot_reusable(previous, &at, files[i]);
+        if (before) {
             struct file_stamp now;
             stamp_of(files[i], &now);
-            if (same_stamp(&now, &before->stamp)) {
-                *entry = *before;
-                taken[i] = ++at;
+            if (same_stamp(&now, &previous->entries[before - 1].stamp)) {
+                *entry = previous->entries[before - 1];
+                taken[i] = before;
                 continue;
             }
         }

@@ -57,6 +57,11 @@ int source_dir_load(const char *path, struct snapshot *out, struct diag *diag);
  * the caller's to clear. */
 int source_dir_reload(const char *path, struct snapshot *previous, struct snapshot *out,
                       struct diag *diag);
+/* For reloads, asked for files in file order (*at starts at 0 and walks
+ * previous, which is in file order too): the index + 1 of previous's entry
+ * for file when it may be taken over (not refused as a duplicate, no error
+ * that may pass), else 0. */
+size_t snapshot_reusable(const struct snapshot *previous, size_t *at, const char *file);
 /* For reloads: out's entries i with taken[i] != 0 are copies of previous's
  * entry taken[i] - 1. ok: previous gives them up (out owns them); not ok:
  * out does (clear it after), and previous is as it was. */

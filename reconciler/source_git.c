@@ -35,7 +35,7 @@ struct git_source {
     char *local_path;    /* the remote's path when it is on this host, else NULL */
     char *watch_path;    /* the remote's git dir; NULL for a network remote */
     char *watch_ref_dir; /* the directory of the branch's loose ref in it */
-    char *ssh_key, *ssh_public_key, *token_file, *username;
+    struct git_credentials credentials; /* owns its strings */
     int timeout_seconds;
 };
 
@@ -175,17 +175,6 @@ static int watch_paths_resolve(struct git_source *s)
 
 /* ---- talking to the remote ---- */
 
-static void remote_call_start(struct git_common_call *call, const struct git_source *s)
-{
-    const struct git_common_credentials credentials = {
-        .ssh_key = s->ssh_key,
-        .ssh_public_key = s->ssh_public_key,
-        .token_file = s->token_file,
-        .username = s->username,
-    };
-    git_common_call_start(call, &credentials, s->timeout_seconds);
-}
-
 /*
  * The remote of a fetch or a push: "origin"'s url, in memory. Not
  * git_remote_lookup: libgit2 1.5 leaks a PCRE2 match block (~20 KiB) per
@@ -248,16 +237,6 @@ static int clone_open(struct git_source *s, const char *clone_dir, char *err, si
     return 0;
 }
 
-static char *dup_or_null(const char *text, bool *failed)
-{
-    if (!text || !*text)
-        return NULL;
-    char *copy = strdup(text);
-    if (!copy)
-        *failed = true;
-    return copy;
-}
-
 int git_source_open(const struct git_source_options *options, struct git_source **out, char *err,
                     size_t err_size)
 {
@@ -282,10 +261,7 @@ int git_source_open(const struct git_source_options *options, struct git_source 
     s->branch = strdup(options->branch && *options->branch ? options->branch : DEFAULT_BRANCH);
     s->directory = directory_normalize(options->directory);
     s->display_url = git_common_url_for_display(options->url, "");
-    s->ssh_key = dup_or_null(options->credentials.ssh_key, &failed);
-    s->ssh_public_key = dup_or_null(options->credentials.ssh_public_key, &failed);
-    s->token_file = dup_or_null(options->credentials.token_file, &failed);
-    s->username = dup_or_null(options->credentials.username, &failed);
+    failed = git_common_credentials_copy(&s->credentials, &options->credentials) < 0;
     s->timeout_seconds =
         options->timeout_seconds > 0 ? options->timeout_seconds : DEFAULT_TIMEOUT_SECONDS;
     int r = failed || !s->branch || !s->directory || !s->display_url ? -ENOMEM : 0;
@@ -322,10 +298,7 @@ void git_source_free(struct git_source *source)
     free(source->local_path);
     free(source->watch_path);
     free(source->watch_ref_dir);
-    free(source->ssh_key);
-    free(source->ssh_public_key);
-    free(source->token_file);
-    free(source->username);
+    git_common_credentials_free(&source->credentials);
     free(source);
 }
 
@@ -346,7 +319,7 @@ static int tracking_ref_read(struct git_source *s, git_oid *id)
 static int branch_fetch(struct git_source *s, char *err, size_t err_size)
 {
     struct git_common_call call;
-    remote_call_start(&call, s);
+    git_common_call_start(&call, &s->credentials, s->timeout_seconds);
     char what[320];
     snprintf(what, sizeof(what), "cannot fetch branch '%s' from", s->branch);
     if (s->local_path && access(s->local_path, F_OK) < 0) {
@@ -550,9 +523,8 @@ static int tree_load(git_repository *repo, const git_oid *commit_id, const char 
     }
     qsort(blobs, count, sizeof(*blobs), compare_yaml_blobs);
     /* an entry of previous whose file is the same blob is taken as parsed:
-     * a push that changes one file of many parses that one; both lists are
-     * in file order, so one cursor walks previous */
-    size_t at = 0, before_count = previous ? previous->count : 0;
+     * a push that changes one file of many parses that one */
+    size_t at = 0;
     taken = previous ? calloc(count ? count : 1, sizeof(*taken)) : NULL;
     if (previous && !taken) {
         r = -ENOMEM;
@@ -567,14 +539,10 @@ static int tree_load(git_repository *repo, const git_oid *commit_id, const char 
         char blob_id[GIT_OID_TEXT];
         git_oid_tostr(blob_id, sizeof(blob_id), git_tree_entry_id(blobs[i].entry));
         struct spec_entry *entry = &out->entries[out->count++];
-        while (at < before_count &&
-               (!previous->entries[at].file || strcmp(previous->entries[at].file, file) < 0))
-            at++;
-        struct spec_entry *before = at < before_count ? &previous->entries[at] : NULL;
-        if (before && !strcmp(before->file, file) && !before->duplicate && !before->transient &&
-            !strcmp(before->blob, blob_id)) {
-            *entry = *before; /* previous gives it up once out is complete */
-            taken[i] = ++at;
+        size_t before = snapshot_reusable(previous, &at, file);
+        if (before && !strcmp(previous->entries[before - 1].blob, blob_id)) {
+            *entry = previous->entries[before - 1]; /* previous gives it up once out is complete */
+            taken[i] = before;
         } else {
             entry_from_blob(repo, entry, file, git_tree_entry_id(blobs[i].entry));
             snprintf(entry->blob, sizeof(entry->blob), "%s", blob_id);
@@ -864,7 +832,7 @@ int git_source_push_revert(struct git_source *source, const char *branch, const 
     git_reference *local = NULL;
     git_remote *remote = NULL;
     struct git_common_call call;
-    remote_call_start(&call, source);
+    git_common_call_start(&call, &source->credentials, source->timeout_seconds);
     char what[320];
     snprintf(what, sizeof(what), "cannot push branch '%s' to", branch);
     int code;

@@ -50,7 +50,7 @@ struct status_git {
     char *fetch_refspec;   /* +refs/heads/<branch>:refs/remotes/origin/<branch> */
     char *push_refspec;    /* refs/heads/<branch>:refs/heads/<branch>: never '+' */
     char *author_name, *author_email;
-    char *ssh_key, *ssh_public_key, *token_file, *username;
+    struct git_credentials credentials; /* owns its strings */
     int timeout_seconds;
     status_git_summary_fn summary;
     void *summary_userdata;
@@ -178,17 +178,6 @@ static int files_check(const struct status_git *s, const struct status_file *fil
 }
 
 /* ---- remote calls: deadline, credentials, push verdicts ---- */
-
-static void remote_call_start(struct git_common_call *call, const struct status_git *s)
-{
-    const struct git_common_credentials credentials = {
-        .ssh_key = s->ssh_key,
-        .ssh_public_key = s->ssh_public_key,
-        .token_file = s->token_file,
-        .username = s->username,
-    };
-    git_common_call_start(call, &credentials, s->timeout_seconds);
-}
 
 /* The errno and the message of a failed fetch or push. */
 static int remote_failure(const struct status_git *s, const struct git_common_call *call, int code,
@@ -360,7 +349,7 @@ static int branch_fetch(struct status_git *s, bool *has_tip, git_oid *tip, char 
         return r;
     }
     struct git_common_call call;
-    remote_call_start(&call, s);
+    git_common_call_start(&call, &s->credentials, s->timeout_seconds);
     git_remote *remote = NULL;
     int r = 0;
     int code = remote_new(s, s->url, &remote);
@@ -591,7 +580,7 @@ static int push_network(struct status_git *s, char *why, size_t why_size, char *
                         size_t err_size)
 {
     struct git_common_call call;
-    remote_call_start(&call, s);
+    git_common_call_start(&call, &s->credentials, s->timeout_seconds);
     git_remote *remote = NULL;
     int code = remote_new(s, s->push_url, &remote);
     if (code < 0)
@@ -837,10 +826,7 @@ void status_git_free(struct status_git *s)
     free(s->summary_dir);
     free(s->summary_path);
     free(s->author_email);
-    free(s->ssh_key);
-    free(s->ssh_public_key);
-    free(s->token_file);
-    free(s->username);
+    git_common_credentials_free(&s->credentials);
     free(s);
 }
 
@@ -869,11 +855,6 @@ static int urls_resolve(struct status_git *s, const char *url, char *err, size_t
     s->local_path = url_local_path(s->url);
     s->push_local_path = url_local_path(s->push_url);
     return 0;
-}
-
-static char *dup_or_null(const char *text)
-{
-    return text ? strdup(text) : NULL;
 }
 
 int status_git_open(const struct status_git_options *options, struct status_git **out, char *err,
@@ -912,10 +893,7 @@ int status_git_open(const struct status_git_options *options, struct status_git 
     s->author_email =
         strdup(options->author_email && *options->author_email ? options->author_email
                                                                : DEFAULT_AUTHOR_EMAIL);
-    s->ssh_key = dup_or_null(options->credentials.ssh_key);
-    s->ssh_public_key = dup_or_null(options->credentials.ssh_public_key);
-    s->token_file = dup_or_null(options->credentials.token_file);
-    s->username = dup_or_null(options->credentials.username);
+    int credentials = git_common_credentials_copy(&s->credentials, &options->credentials);
     s->summary = options->summary;
     s->summary_userdata = options->summary_userdata;
     s->summary_dir = strdup(options->summary_dir ? options->summary_dir : "status");
@@ -929,11 +907,7 @@ int status_git_open(const struct status_git_options *options, struct status_git 
         s->push_refspec = NULL;
     if (!s->branch || !s->clone_dir || !s->display_url || !s->author_name || !s->author_email ||
         !s->branch_ref || !s->tracking_ref || !s->fetch_refspec || !s->push_refspec ||
-        !s->summary_dir || !s->summary_path ||
-        (options->credentials.ssh_key && !s->ssh_key) ||
-        (options->credentials.ssh_public_key && !s->ssh_public_key) ||
-        (options->credentials.token_file && !s->token_file) ||
-        (options->credentials.username && !s->username)) {
+        !s->summary_dir || !s->summary_path || credentials < 0) {
         status_git_free(s);
         error_set(err, err_size, "status branch: out of memory");
         return -ENOMEM;
