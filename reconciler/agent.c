@@ -225,6 +225,7 @@ static void apply_autoscale(struct managed *m)
 /* Keeps the typed view of each side in step with its doc. */
 static void refresh_specs(struct managed *m)
 {
+    bool changed = false;
     for (int i = 0; i < 2; i++) {
         json_t *doc = m->state->sides[i].used ? m->state->sides[i].doc : NULL;
         if (doc == m->spec_docs[i])
@@ -233,12 +234,15 @@ static void refresh_specs(struct managed *m)
         json_decref(m->spec_docs[i]);
         m->specs[i] = doc ? side_spec(&m->state->sides[i]) : NULL;
         m->spec_docs[i] = json_incref(doc);
+        changed = true;
     }
-    m->autoscaling = false;
-    for (int i = 0; i < 2; i++)
-        for (size_t k = 0; m->specs[i] && k < m->specs[i]->application_count; k++)
-            for (size_t j = 0; j < m->specs[i]->applications[k].deployment_count; j++)
-                m->autoscaling |= m->specs[i]->applications[k].deployments[j].autoscaling;
+    if (changed) {
+        m->autoscaling = false;
+        for (int i = 0; i < 2; i++)
+            for (size_t k = 0; m->specs[i] && k < m->specs[i]->application_count; k++)
+                for (size_t j = 0; j < m->specs[i]->applications[k].deployment_count; j++)
+                    m->autoscaling |= m->specs[i]->applications[k].deployments[j].autoscaling;
+    }
     apply_autoscale(m);
 }
 

@@ -79,8 +79,7 @@ struct replica {
         bool ever_ready, crash_loop;
         double period_s, timeout_s, shutdown_timeout_s;
         const void *launch, *health_url, *reconfigure_url, *user_config;
-        char version[17], identity[17];
-        unsigned long long gpus; /* FNV-1a of the devices' text */
+        char version[17], identity[17], gpus[17]; /* gpus: spec_hash_text of the devices */
     } saved;
     /* the spec replica_configure() last applied: its version and file */
     char configured_version[17];
@@ -1288,9 +1287,7 @@ static void saved_fields_of(const struct replica *r, struct saved_fields *f)
     f->user_config = r->user_config;
     memcpy(f->version, r->version, sizeof(f->version));
     memcpy(f->identity, r->identity, sizeof(f->identity));
-    f->gpus = 0xcbf29ce484222325ULL;
-    for (const char *c = r->gpus; *c; c++)
-        f->gpus = (f->gpus ^ (unsigned char)*c) * 0x100000001b3ULL;
+    spec_hash_text(r->gpus, f->gpus);
 }
 
 /* One replica's record, made again only when a field it holds changed. */
