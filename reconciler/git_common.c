@@ -19,10 +19,15 @@
 /* ---- libgit2, once; errors ---- */
 
 static pthread_once_t libgit2_once = PTHREAD_ONCE_INIT;
-static int libgit2_status;
+static int libgit2_status = -1;
+static bool libgit2_loaded;
+static char libgit2_load_error[256];
 
 static void libgit2_start(void)
 {
+    if (git_api_load(libgit2_load_error, sizeof(libgit2_load_error)) < 0)
+        return;
+    libgit2_loaded = true;
     libgit2_status = git_libgit2_init();
 }
 
@@ -34,6 +39,8 @@ int git_common_ready(void)
 
 const char *git_common_message(void)
 {
+    if (!libgit2_loaded)
+        return *libgit2_load_error ? libgit2_load_error : "libgit2 is not loaded";
     const git_error *error = git_error_last();
     return error && error->message && *error->message ? error->message : "unknown libgit2 error";
 }

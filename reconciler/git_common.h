@@ -10,13 +10,15 @@
 #ifndef ROLLD_GIT_COMMON_H
 #define ROLLD_GIT_COMMON_H
 
-#include <git2.h>
+#include "git_api.h" /* libgit2, opened by git_common_ready() */
 #include <stdbool.h>
 #include <time.h>
 
 #include "source_git.h" /* struct git_credentials: what the credentials callback may offer */
 
-/* Initialises libgit2 on the first call; 0, or -EIO when that failed. */
+/* Opens and initialises libgit2 on the first call; 0, or -EIO when that
+ * failed (git_common_message() says why). Every use of libgit2 comes after
+ * it. */
 int git_common_ready(void);
 
 /* libgit2's message for its last error, never NULL or empty. */

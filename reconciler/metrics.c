@@ -14,6 +14,55 @@
 
 #include <microhttpd.h>
 
+#include "lazy_lib.h"
+
+/* libmicrohttpd (and GnuTLS, which it pulls in) is opened by the first
+ * metrics_open(), not at start: an agent without a listener never maps it. */
+#define MHD_FUNCTIONS(X)                                                                           \
+    X(MHD_add_response_header)                                                                     \
+    X(MHD_create_response_from_buffer)                                                             \
+    X(MHD_create_response_from_buffer_with_free_callback)                                          \
+    X(MHD_destroy_response)                                                                        \
+    X(MHD_get_daemon_info)                                                                         \
+    X(MHD_get_timeout)                                                                             \
+    X(MHD_queue_response)                                                                          \
+    X(MHD_run)                                                                                     \
+    X(MHD_start_daemon)                                                                            \
+    X(MHD_stop_daemon)
+#define MHD_SLOT(f) __typeof__(f) *f;
+static struct {
+    MHD_FUNCTIONS(MHD_SLOT)
+} mhd;
+#undef MHD_SLOT
+
+static int mhd_load(char *err, size_t err_size)
+{
+    static int loaded = 1; /* 1: not tried yet */
+    static char error[256];
+    if (loaded > 0) {
+#define MHD_SYMBOL(f) {#f, (void **)&mhd.f},
+        static const struct lazy_symbol symbols[] = {MHD_FUNCTIONS(MHD_SYMBOL)};
+#undef MHD_SYMBOL
+        loaded = lazy_lib_open(ROLLD_MICROHTTPD_SONAME, symbols,
+                               sizeof(symbols) / sizeof(symbols[0]), error, sizeof(error));
+    }
+    if (loaded < 0)
+        snprintf(err, err_size, "metrics: %s", error);
+    return loaded;
+}
+
+#define MHD_add_response_header (*mhd.MHD_add_response_header)
+#define MHD_create_response_from_buffer (*mhd.MHD_create_response_from_buffer)
+#define MHD_create_response_from_buffer_with_free_callback                                         \
+    (*mhd.MHD_create_response_from_buffer_with_free_callback)
+#define MHD_destroy_response (*mhd.MHD_destroy_response)
+#define MHD_get_daemon_info (*mhd.MHD_get_daemon_info)
+#define MHD_get_timeout (*mhd.MHD_get_timeout)
+#define MHD_queue_response (*mhd.MHD_queue_response)
+#define MHD_run (*mhd.MHD_run)
+#define MHD_start_daemon (*mhd.MHD_start_daemon)
+#define MHD_stop_daemon (*mhd.MHD_stop_daemon)
+
 #include "log.h"
 
 /* Upper bounds of the reconcile histogram's buckets, in seconds: a pass is
@@ -666,6 +715,8 @@ int metrics_open(sd_event *event, const char *listen, struct metrics **out, char
     struct sockaddr_storage addr;
     int r = parse_listen(listen ? listen : "", &addr, err, err_size);
     if (r < 0)
+        return r;
+    if ((r = mhd_load(err, err_size)) < 0)
         return r;
     struct metrics *m = calloc(1, sizeof(*m));
     if (!m) {

@@ -10,7 +10,6 @@
 #include "source_git.h"
 
 #include <errno.h>
-#include <git2.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>

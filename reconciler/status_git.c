@@ -12,7 +12,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <git2.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>

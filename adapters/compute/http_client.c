@@ -1,8 +1,78 @@
 #include "http_client.h"
 
+/* plain prototypes, not curl's type-checking macros: the calls go through
+ * the table below */
+#define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
+
+#include "lazy_lib.h"
+#include "log.h"
+
+/* libcurl (and OpenSSL, Kerberos, LDAP... which it pulls in) is opened by the
+ * first http_client_new(), not at start. */
+#define CURL_FUNCTIONS(X)                                                                          \
+    X(curl_easy_cleanup)                                                                           \
+    X(curl_easy_getinfo)                                                                           \
+    X(curl_easy_init)                                                                              \
+    X(curl_easy_setopt)                                                                            \
+    X(curl_global_init)                                                                            \
+    X(curl_multi_add_handle)                                                                       \
+    X(curl_multi_assign)                                                                           \
+    X(curl_multi_cleanup)                                                                          \
+    X(curl_multi_info_read)                                                                        \
+    X(curl_multi_init)                                                                             \
+    X(curl_multi_remove_handle)                                                                    \
+    X(curl_multi_setopt)                                                                           \
+    X(curl_multi_socket_action)                                                                    \
+    X(curl_slist_append)                                                                           \
+    X(curl_slist_free_all)
+#define CURL_SLOT(f) __typeof__(f) *f;
+static struct {
+    CURL_FUNCTIONS(CURL_SLOT)
+} curl;
+#undef CURL_SLOT
+
+/* 0 once libcurl is open and initialised; negative when it cannot be */
+static int curl_load(void)
+{
+    static int loaded = 1; /* 1: not tried yet */
+    if (loaded > 0) {
+#define CURL_SYMBOL(f) {#f, (void **)&curl.f},
+        static const struct lazy_symbol symbols[] = {CURL_FUNCTIONS(CURL_SYMBOL)};
+#undef CURL_SYMBOL
+        char error[256];
+        loaded = lazy_lib_open(ROLLD_CURL_SONAME, symbols, sizeof(symbols) / sizeof(symbols[0]),
+                               error, sizeof(error));
+        if (loaded < 0)
+            log_msg(LOG_ERR, "http client: %s", error);
+        else if (curl.curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            loaded = -EIO;
+    }
+    return loaded;
+}
+
+/* curl.h makes these three function-like macros of themselves */
+#undef curl_easy_getinfo
+#undef curl_easy_setopt
+#undef curl_multi_setopt
+#define curl_easy_cleanup (*curl.curl_easy_cleanup)
+#define curl_easy_getinfo (*curl.curl_easy_getinfo)
+#define curl_easy_init (*curl.curl_easy_init)
+#define curl_easy_setopt (*curl.curl_easy_setopt)
+#define curl_multi_add_handle (*curl.curl_multi_add_handle)
+#define curl_multi_assign (*curl.curl_multi_assign)
+#define curl_multi_cleanup (*curl.curl_multi_cleanup)
+#define curl_multi_info_read (*curl.curl_multi_info_read)
+#define curl_multi_init (*curl.curl_multi_init)
+#define curl_multi_remove_handle (*curl.curl_multi_remove_handle)
+#define curl_multi_setopt (*curl.curl_multi_setopt)
+#define curl_multi_socket_action (*curl.curl_multi_socket_action)
+#define curl_slist_append (*curl.curl_slist_append)
+#define curl_slist_free_all (*curl.curl_slist_free_all)
 
 struct http_client {
     sd_event *event;
@@ -121,11 +191,8 @@ static int timer_callback(CURLM *multi, long timeout_ms, void *userdata)
 
 struct http_client *http_client_new(sd_event *event)
 {
-    static bool initialized;
-    if (!initialized) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        initialized = true;
-    }
+    if (curl_load() < 0)
+        return NULL;
     struct http_client *client = calloc(1, sizeof(*client));
     if (!client)
         return NULL;

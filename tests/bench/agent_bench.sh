@@ -568,9 +568,16 @@ $(sed 's/^/    /' "$WORK/perf.children")"
         PROFILE_TEXT+="
   largest mappings (/proc/PID/smaps, Rss in KiB):
 $(awk '/^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "[anon]" } /^Rss:/ { rss[name] += $2 }
-        END { for (n in rss) printf "%8d %s\n", rss[n], n }' "/proc/$pid/smaps" | sort -rn | head -n 8 | sed 's/^/    /')"
+        END { for (n in rss) printf "%8d %s\n", rss[n], n }' "/proc/$pid/smaps" | sort -rn | head -n 16 | sed 's/^/    /')
+  /proc/PID/smaps_rollup, KiB: $(rollup "$pid")"
         malloc_stats "$pid"
     fi
+}
+
+# rollup PID: the kinds of the agent's resident memory, in KiB
+rollup() {
+    awk '$1 ~ /^(Rss|Anonymous|Private_Clean|Private_Dirty|Shared_Clean):$/ { printf "%s %s  ", $1, $2 }' \
+        "/proc/$1/smaps_rollup"
 }
 
 # malloc_stats PID: glibc's own account of the heap (bytes the arenas took

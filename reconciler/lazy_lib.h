@@ -1,0 +1,32 @@
+/*
+ * lazy_lib.h - a shared library opened when it is first needed, not at start.
+ *
+ * rolld links libgit2 (a Git source, the status branch, `plan --repo`),
+ * libmicrohttpd (the metrics listener) and libcurl (a user_config
+ * reconfiguration) only for what needs them. Linked the usual way, each is
+ * mapped and relocated at start with everything it pulls in: libssh2 and
+ * OpenSSL, GnuTLS and p11-kit, Kerberos and LDAP, about 6 MiB of the RSS
+ * of an agent that may use none of them. Instead each user keeps the
+ * functions it calls in a table of pointers, filled here by name once, and
+ * calls through it (git_api.h, and the tables in metrics.c and
+ * http_client.c). The binary does not link these libraries, so a function
+ * missing from a table fails the build at link time.
+ */
+#ifndef ROLLD_LAZY_LIB_H
+#define ROLLD_LAZY_LIB_H
+
+#include <stddef.h>
+
+struct lazy_symbol {
+    const char *name;
+    void **slot;
+};
+
+/* Opens the library by its soname and fills every slot (a library opened
+ * before is found again, not loaded twice). 0, or -ENOENT with the reason in err
+ * (dlerror's words) when the library or one of its functions is missing.
+ * Not thread-safe: callers serialise (pthread_once or the event loop). */
+int lazy_lib_open(const char *soname, const struct lazy_symbol *symbols, size_t count, char *err,
+                  size_t err_size);
+
+#endif
