@@ -47,8 +47,10 @@ struct managed {
     struct service_state *state;
     struct autoscale_entry *scale; /* replica counts the autoscaler chose */
     size_t scale_count;
-    struct service_spec *specs[2]; /* typed view of each side's doc */
-    json_t *spec_docs[2];          /* the docs specs[] were made from */
+    /* each side's spec (NULL: side unused): a reference to the side's own,
+     * or with autoscaling a copy of it, whose counts the autoscaler sets */
+    struct service_spec *specs[2];
+    struct service_spec *sides_seen[2]; /* the side's spec specs[] stands for (a reference) */
     char status_hash[17];          /* of the last status written, less its timestamp */
     char *state_text;              /* its state file entry; NULL: encode again */
     json_t *status_doc;            /* and its document, for the status branch */
@@ -73,6 +75,7 @@ struct agent {
     struct snapshot trusted; /* Git: the last trusted commit's, when the head is not */
     struct agent_git *git;   /* NULL for a directory source */
     sd_event_source *publish;
+    sd_event_source *trim;   /* a malloc_trim() put off by TRIM_EVERY_MS */
     char **gone;             /* services deleted since the last status publish */
     size_t gone_count;
     bool publish_pending;
@@ -148,7 +151,7 @@ static void managed_clear(struct managed *m)
 {
     for (int i = 0; i < 2; i++) {
         spec_free(m->specs[i]);
-        json_decref(m->spec_docs[i]);
+        spec_free(m->sides_seen[i]);
     }
     free(m->state_text);
     json_decref(m->status_doc);
@@ -222,27 +225,34 @@ static void apply_autoscale(struct managed *m)
     }
 }
 
-/* Keeps the typed view of each side in step with its doc. */
+static bool spec_autoscales(const struct service_spec *spec)
+{
+    for (size_t k = 0; spec && k < spec->application_count; k++)
+        for (size_t j = 0; j < spec->applications[k].deployment_count; j++)
+            if (spec->applications[k].deployments[j].autoscaling)
+                return true;
+    return false;
+}
+
+/* Keeps specs[] in step with the sides. */
 static void refresh_specs(struct managed *m)
 {
     bool changed = false;
     for (int i = 0; i < 2; i++) {
-        json_t *doc = m->state->sides[i].used ? m->state->sides[i].doc : NULL;
-        if (doc == m->spec_docs[i])
+        struct service_spec *spec = m->state->sides[i].used ? m->state->sides[i].spec : NULL;
+        if (spec == m->sides_seen[i])
             continue;
         spec_free(m->specs[i]);
-        json_decref(m->spec_docs[i]);
-        m->specs[i] = doc ? side_spec(&m->state->sides[i]) : NULL;
-        m->spec_docs[i] = json_incref(doc);
+        spec_free(m->sides_seen[i]);
+        m->sides_seen[i] = spec_ref(spec);
+        /* a copy when the autoscaler will set counts in it: the side's spec
+         * is shared with the source's snapshot */
+        m->specs[i] = spec && spec_autoscales(spec) ? spec_with_file(spec, spec->file)
+                                                    : spec_ref(spec);
         changed = true;
     }
-    if (changed) {
-        m->autoscaling = false;
-        for (int i = 0; i < 2; i++)
-            for (size_t k = 0; m->specs[i] && k < m->specs[i]->application_count; k++)
-                for (size_t j = 0; j < m->specs[i]->applications[k].deployment_count; j++)
-                    m->autoscaling |= m->specs[i]->applications[k].deployments[j].autoscaling;
-    }
+    if (changed)
+        m->autoscaling = spec_autoscales(m->specs[0]) || spec_autoscales(m->specs[1]);
     apply_autoscale(m);
 }
 
@@ -352,7 +362,7 @@ static void side_pins(const struct service_state *s, int side, const char **pins
         pins[n++] = "primary";
     if (side == s->canary)
         pins[n++] = "canary";
-    const char *name = json_string_value(json_object_get(st->doc, "version_name"));
+    const char *name = st->spec ? st->spec->version_name : NULL;
     if (name && strchr(name, ' ') == NULL && strchr(name, ';') == NULL)
         pins[n++] = name;
     pins[n++] = st->version;
@@ -377,8 +387,7 @@ static void apply_router(struct agent *a)
         struct router_service *rs = &services[n++];
         rs->name = s->name;
         rs->port = spec->http_port;
-        rs->host = json_string_value(
-            json_object_get(json_object_get(spec->doc, "http_options"), "host"));
+        rs->host = spec->http_host;
         if (s->primary >= 0) {
             rs->share[s->primary] = s->canary >= 0 ? 100 - s->traffic : 100;
             if (s->canary >= 0)
@@ -483,9 +492,7 @@ static void decorate_status(struct agent *a, struct managed *m, json_t *doc)
         const struct policy *policy = policy_for(a, m->specs[m->state->canary]);
         if (policy && policy->approval_percent >= 0) {
             int holding = rollout_gate_holding(m->state, policy);
-            const char *name =
-                json_string_value(json_object_get(m->state->sides[m->state->canary].doc,
-                                                  "version_name"));
+            const char *name = m->state->sides[m->state->canary].spec->version_name;
             json_object_set_new(
                 rollout, "gate",
                 json_pack("{s:i, s:b, s:s+}", "percent", policy->approval_percent, "released",
@@ -590,7 +597,7 @@ static void publish_metrics(struct agent *a, struct managed *m,
             continue;
         bool canary = side == s->canary;
         struct metrics_version *v = &ms.versions[ms.version_count++];
-        v->version_name = json_string_value(json_object_get(st->doc, "version_name"));
+        v->version_name = st->spec ? st->spec->version_name : NULL;
         v->version_id = st->version;
         v->role = canary ? METRICS_ROLE_CANARY : METRICS_ROLE_PRIMARY;
         v->traffic_percent = canary ? s->traffic : s->canary >= 0 ? 100 - s->traffic : 100;
@@ -917,7 +924,7 @@ static void push_revert(struct agent *a, struct managed *m, const struct spec_en
             break;
         }
     }
-    const char *name = json_string_value(json_object_get(primary->doc, "version_name"));
+    const char *name = primary->spec ? primary->spec->version_name : NULL;
     char message[1024], branch[300];
     snprintf(message, sizeof(message),
              "Revert %s to %s\n\nrolld rolled back %s: %s\nMerging this brings the spec back in "
@@ -1092,17 +1099,35 @@ static void notify_systemd(struct agent *a)
 #define TRIM_EVERY_MS 30000
 #define TRIM_FREE_BYTES (1u << 20)
 
+/* After a pass: gives free heap back to the system, at most every
+ * TRIM_EVERY_MS; one put off runs when that time is up (the last passes of
+ * a busy spell would otherwise leave their garbage in the RSS until the
+ * next resync, minutes later). */
 static void trim_heap(struct agent *a, const struct timespec *now)
 {
     long long ms = (long long)now->tv_sec * 1000 + now->tv_nsec / 1000000;
-    if (a->trimmed_ms && ms - a->trimmed_ms < TRIM_EVERY_MS)
+    if (a->trimmed_ms && ms - a->trimmed_ms < TRIM_EVERY_MS) {
+        int on = SD_EVENT_OFF;
+        if (a->trim && sd_event_source_get_enabled(a->trim, &on) >= 0 && on == SD_EVENT_OFF) {
+            sd_event_source_set_time(a->trim, (uint64_t)(a->trimmed_ms + TRIM_EVERY_MS) * 1000);
+            sd_event_source_set_enabled(a->trim, SD_EVENT_ONESHOT);
+        }
         return;
+    }
     a->trimmed_ms = ms;
     /* only with something worth giving back: the pages given back are
      * faulted in again by the next pass that needs them */
     struct mallinfo2 info = mallinfo2();
     if (info.fordblks >= TRIM_FREE_BYTES)
         malloc_trim(0);
+}
+
+static int on_trim(sd_event_source *source, uint64_t usec, void *userdata)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    trim_heap(userdata, &now);
+    return 0;
 }
 
 static struct rollout_result reconcile(struct agent *a, const char *command_service,
@@ -1195,26 +1220,6 @@ static void request_reconcile(void *userdata);
 #define AUTOSCALE_TICK_MS 1000
 #define ROUTER_CHECK_TICKS 10
 
-static double autoscale_number(const json_t *doc, const char *app, const char *deployment,
-                               const char *key, double fallback)
-{
-    size_t i, j;
-    json_t *a, *d;
-    json_array_foreach(json_object_get(doc, "applications"), i, a)
-    {
-        if (strcmp(json_string_value(json_object_get(a, "name")), app) != 0)
-            continue;
-        json_array_foreach(json_object_get(a, "deployments"), j, d)
-        {
-            if (strcmp(json_string_value(json_object_get(d, "name")), deployment) != 0)
-                continue;
-            json_t *v = json_object_get(json_object_get(d, "autoscaling_config"), key);
-            return json_is_number(v) ? json_number_value(v) : fallback;
-        }
-    }
-    return fallback;
-}
-
 static int on_autoscale_tick(sd_event_source *source, uint64_t usec, void *userdata)
 {
     struct agent *a = userdata;
@@ -1246,12 +1251,8 @@ static int on_autoscale_tick(sd_event_source *source, uint64_t usec, void *userd
                     struct autoscale_bounds bounds = {
                         d->min_replicas, d->max_replicas,
                         side == m->state->canary ? d->initial_replicas : 0};
-                    long long up = (long long)(1000 * autoscale_number(
-                                                          spec->doc, app->name, d->name,
-                                                          "upscale_delay_s", 30));
-                    long long down = (long long)(1000 * autoscale_number(
-                                                            spec->doc, app->name, d->name,
-                                                            "downscale_delay_s", 600));
+                    long long up = (long long)(1000 * d->upscale_delay_s);
+                    long long down = (long long)(1000 * d->downscale_delay_s);
                     int before = e->st.replicas;
                     if (autoscale_decide(&e->st, &bounds, d->target_ongoing_requests, ongoing,
                                          capacity, up, down, now)) {
@@ -1723,6 +1724,8 @@ int agent_run(const struct agent_config *given)
     sd_event_source_set_enabled(a->wake, SD_EVENT_OFF);
     sd_event_add_time(a->event, &a->publish, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_publish, a);
     sd_event_source_set_enabled(a->publish, SD_EVENT_OFF);
+    sd_event_add_time(a->event, &a->trim, CLOCK_MONOTONIC, UINT64_MAX, 1000000, on_trim, a);
+    sd_event_source_set_enabled(a->trim, SD_EVENT_OFF);
     if (options->metrics_listen) {
         char err[512];
         if (metrics_open(a->event, options->metrics_listen, &a->metrics, err, sizeof(err)) < 0) {
@@ -1785,6 +1788,7 @@ int agent_run(const struct agent_config *given)
         free(a->gone[i]);
     free(a->gone);
     sd_event_source_disable_unref(a->publish);
+    sd_event_source_disable_unref(a->trim);
     policy_set_clear(&a->policies);
     config_clear(&a->reloaded);
     a->compute.free(a->compute.instance);

@@ -369,7 +369,7 @@ static int entry_copy(struct spec_entry *copy, const struct spec_entry *entry, c
 {
     copy->file = strdup(file);
     copy->name = strdup(entry->name);
-    copy->spec = spec_from_doc(entry->spec->doc, file);
+    copy->spec = spec_with_file(entry->spec, file);
     if (!copy->file || !copy->name || !copy->spec) {
         source_entry_clear(copy);
         return -ENOMEM;

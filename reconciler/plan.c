@@ -263,8 +263,8 @@ int plan_compute(const struct service_spec *new_spec, const struct service_spec 
     }
     if (!strcmp(new_spec->version, old_spec->version)) {
         plan->action = PLAN_NONE;
-        plan->rollout_changed = !json_equal(json_object_get(new_spec->doc, "rollout"),
-                                            json_object_get(old_spec->doc, "rollout"));
+        /* the same version: whatever differs is in the rollout section */
+        plan->rollout_changed = !spec_same(new_spec, old_spec);
         plan->peak = plan_version_resources(new_spec, 100);
         return 0;
     }

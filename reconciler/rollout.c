@@ -84,7 +84,7 @@ struct service_state *service_state_new(const char *name)
 
 static void side_clear(struct side_state *side)
 {
-    json_decref(side->doc);
+    spec_free(side->spec);
     free(side->file);
     memset(side, 0, sizeof(*side));
 }
@@ -105,7 +105,7 @@ void service_state_free(struct service_state *state)
 
 struct service_spec *side_spec(const struct side_state *side)
 {
-    return side->used ? spec_from_doc(side->doc, side->file) : NULL;
+    return side->used ? spec_ref(side->spec) : NULL;
 }
 
 static void side_set(struct side_state *side, const struct service_spec *spec, int capacity)
@@ -118,7 +118,7 @@ static void side_set(struct side_state *side, const struct service_spec *spec, i
     memcpy(side->commit, commit, sizeof(commit));
     side->used = true;
     memcpy(side->version, spec->version, sizeof(side->version));
-    side->doc = json_incref(spec->doc);
+    side->spec = spec_ref((struct service_spec *)spec);
     side->file = strdup(spec->file);
     side->capacity = capacity;
 }
@@ -158,21 +158,18 @@ static bool is_rejected(const struct service_state *state, const char *version)
 
 static const char *side_version_name(const struct side_state *side)
 {
-    const char *name = json_string_value(json_object_get(side->doc, "version_name"));
+    const char *name = side->spec ? side->spec->version_name : NULL;
     return name ? name : side->version;
 }
 
 static int canary_surge(const struct service_state *state)
 {
-    json_t *rollout = json_object_get(state->sides[state->canary].doc, "rollout");
-    return (int)json_integer_value(json_object_get(rollout, "max_surge_percent"));
+    return state->sides[state->canary].spec->rollout.max_surge_percent;
 }
 
 static int spec_canary_percent(const struct service_state *state)
 {
-    json_t *rollout = json_object_get(state->sides[state->canary].doc, "rollout");
-    json_t *pause = json_object_get(rollout, "canary_percent");
-    return pause ? (int)json_integer_value(pause) : -1;
+    return state->sides[state->canary].spec->rollout.canary_percent;
 }
 
 int rollout_gate_holding(const struct service_state *state, const struct policy *policy)
@@ -225,18 +222,15 @@ static int other_side(int side)
 static size_t canary_schedule(const struct service_state *state, const struct policy *policy,
                               struct capacity_step *steps)
 {
-    json_t *rollout = json_object_get(state->sides[state->canary].doc, "rollout");
-    json_t *surge = json_object_get(rollout, "max_surge_percent");
-    return capacity_schedule(surge ? (int)json_integer_value(surge) : 0,
+    return capacity_schedule(state->sides[state->canary].spec->rollout.max_surge_percent,
                              effective_pause(state, policy), policy->steps, policy->step_count,
                              steps);
 }
 
 static long long rollout_timeout_ms(const struct service_state *state, const struct policy *policy)
 {
-    json_t *timeout = json_object_get(json_object_get(state->sides[state->canary].doc, "rollout"),
-                                      "timeout");
-    long long seconds = timeout ? json_integer_value(timeout) : policy->timeout_s;
+    long long timeout = state->sides[state->canary].spec->rollout.timeout_s;
+    long long seconds = timeout > 0 ? timeout : policy->timeout_s;
     return seconds * 1000;
 }
 
@@ -516,7 +510,7 @@ static void step_steady(struct service_state *state, const struct rollout_input 
     const struct service_spec *desired = in->desired;
     struct side_state *primary = &state->sides[state->primary];
     if (!strcmp(desired->version, primary->version)) {
-        if (!json_equal(desired->doc, primary->doc)) {
+        if (!spec_same(desired, primary->spec)) {
             /* rollout settings or file moved; same version */
             side_set(primary, desired, primary->capacity);
             result->changed = true;
@@ -588,7 +582,7 @@ static void step_steady(struct service_state *state, const struct rollout_input 
         /* the compute adapter applies lightweight changes to the running
          * replicas and replaces them in waves for heavyweight ones */
         bool heavy = action == PLAN_IN_PLACE_HEAVYWEIGHT;
-        const char *to = json_string_value(json_object_get(desired->doc, "version_name"));
+        const char *to = desired->version_name;
         char detail[128];
         snprintf(detail, sizeof(detail), "%s -> %s", side_version_name(primary),
                  to ? to : desired->version);
@@ -636,7 +630,7 @@ static void step_create(struct service_state *state, const struct rollout_input 
         result->changed = true;
         return;
     }
-    if (in->desired && !json_equal(side->doc, in->desired->doc)) {
+    if (in->desired && !spec_same(side->spec, in->desired)) {
         side_set(side, in->desired, 100);
         result->changed = true;
     }
@@ -826,7 +820,7 @@ static struct rollout_result rollout_step_once(struct service_state *state,
         result.changed = true;
         return result;
     }
-    if (desired && !json_equal(desired->doc, canary->doc)) {
+    if (desired && !spec_same(desired, canary->spec)) {
         /* same version, new rollout settings (canary_percent, surge, timeout) */
         int capacity = canary->capacity;
         side_set(canary, desired, capacity);

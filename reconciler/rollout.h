@@ -47,7 +47,7 @@ enum service_phase {
 struct side_state {
     bool used;
     char version[17];
-    json_t *doc;      /* the version's canonical spec (with its rollout section) */
+    struct service_spec *spec; /* the version's spec (with its rollout section), shared */
     char *file;       /* the spec file it came from */
     int capacity;     /* percent of steady state */
     char commit[41];  /* the source commit the version first came from ("" unknown) */
@@ -130,7 +130,7 @@ int service_phase_from_name(const char *name);
 /* The phase's meaning and what moves a service out of it (one line). */
 const char *service_phase_description(enum service_phase phase);
 
-/* A side's typed spec, parsed back from its canonical doc; caller frees. */
+/* A side's spec: another reference, NULL when the side is not used; caller frees. */
 struct service_spec *side_spec(const struct side_state *side);
 
 #endif

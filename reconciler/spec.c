@@ -389,6 +389,8 @@ static void fill_deployment(struct deployment_spec *d, json_t *doc)
         d->initial_replicas = initial ? (int)json_integer_value(initial) : d->min_replicas;
         d->target_ongoing_requests =
             number_or(json_object_get(autoscaling, "target_ongoing_requests"), 2);
+        d->upscale_delay_s = number_or(json_object_get(autoscaling, "upscale_delay_s"), 30);
+        d->downscale_delay_s = number_or(json_object_get(autoscaling, "downscale_delay_s"), 600);
         d->num_replicas = d->initial_replicas;
     } else {
         d->num_replicas = (int)json_integer_value(json_object_get(doc, "num_replicas"));
@@ -418,11 +420,11 @@ static char **dup_argv(json_t *array)
     return argv;
 }
 
-static int fill_typed(struct service_spec *spec)
+static int fill_typed(struct service_spec *spec, json_t *doc)
 {
-    json_t *doc = spec->doc;
     spec->name = dup_string(json_object_get(doc, "name"));
     spec->version_name = dup_string(json_object_get(doc, "version_name"));
+    spec->http_host = dup_string(json_object_get(json_object_get(doc, "http_options"), "host"));
     json_t *rollout = json_object_get(doc, "rollout");
     const char *strategy = json_string_value(json_object_get(rollout, "strategy"));
     spec->rollout.strategy = !strcmp(strategy, "canary")     ? STRATEGY_CANARY
@@ -754,11 +756,21 @@ static void hash_value(struct canonical_hash *h, const json_t *value, enum canon
     }
 }
 
-json_t *spec_version_doc(const struct service_spec *spec)
+json_t *spec_doc(const struct service_spec *spec)
 {
-    /* a shallow copy: it shares every value with doc, which no one changes */
+    return json_loads(spec->text, 0, NULL);
+}
+
+bool spec_same(const struct service_spec *a, const struct service_spec *b)
+{
+    return a == b || !strcmp(a->text, b->text);
+}
+
+/* All but rollout: a shallow copy sharing doc's values. */
+static json_t *version_doc_of(json_t *doc)
+{
     json_t *out = json_object();
-    if (out && json_object_update(out, spec->doc) == 0) {
+    if (out && json_object_update(out, doc) == 0) {
         json_object_del(out, "rollout");
         return out;
     }
@@ -766,13 +778,22 @@ json_t *spec_version_doc(const struct service_spec *spec)
     return NULL;
 }
 
+json_t *spec_version_doc(const struct service_spec *spec)
+{
+    json_t *doc = spec_doc(spec);
+    if (!doc)
+        return NULL;
+    json_object_del(doc, "rollout");
+    return doc;
+}
+
 /* false when out of memory: a version made of nothing would be one
  * version for every spec */
-static bool hash_version(struct service_spec *spec)
+static bool hash_version(struct service_spec *spec, json_t *doc)
 {
     static const unsigned long long offset_basis = 0xcbf29ce484222325ULL;
     struct canonical_hash h = {offset_basis, false};
-    json_t *version_doc = spec_version_doc(spec);
+    json_t *version_doc = version_doc_of(doc);
     if (!version_doc)
         return false;
     if (json_is_object(version_doc))
@@ -819,20 +840,32 @@ static struct service_spec *spec_from_doc_steal(json_t *doc, const char *file, s
         json_decref(doc);
         return NULL;
     }
-    spec->doc = doc;
+    spec->refs = 1;
     spec->file = strdup(file);
-    if (!spec->file || fill_typed(spec) < 0) {
+    bool made = spec->file && fill_typed(spec, doc) == 0 && hash_version(spec, doc) &&
+                (spec->text = spec_canonical_text(doc));
+    json_decref(doc);
+    if (!made) {
         spec_free(spec);
         if (diag)
             diag_add(diag, file, 0, 0, "", "out of memory while reading the file");
         return NULL;
     }
-    if (!hash_version(spec)) {
-        spec_free(spec);
-        if (diag)
-            diag_add(diag, file, 0, 0, "", "out of memory while reading the file");
-        return NULL;
-    }
+    return spec;
+}
+
+struct service_spec *spec_with_file(const struct service_spec *spec, const char *file)
+{
+    json_t *doc = spec_doc(spec);
+    struct service_spec *copy = doc ? spec_from_doc(doc, file) : NULL;
+    json_decref(doc);
+    return copy;
+}
+
+struct service_spec *spec_ref(struct service_spec *spec)
+{
+    if (spec)
+        __atomic_add_fetch(&spec->refs, 1, __ATOMIC_RELAXED);
     return spec;
 }
 
@@ -848,7 +881,7 @@ struct service_spec *spec_from_doc(json_t *doc, const char *file)
 
 void spec_free(struct service_spec *spec)
 {
-    if (!spec)
+    if (!spec || __atomic_sub_fetch(&spec->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     for (size_t i = 0; i < spec->application_count; i++) {
         struct application_spec *app = &spec->applications[i];
@@ -870,7 +903,8 @@ void spec_free(struct service_spec *spec)
     free(spec->version_name);
     free(spec->rollout.policy);
     free(spec->backend);
-    json_decref(spec->doc);
+    free(spec->text);
+    free(spec->http_host);
     free(spec);
 }
 

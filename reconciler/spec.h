@@ -3,12 +3,18 @@
  *
  * spec_parse() turns the text of one file into a struct service_spec, or
  * records every error (file:line:column, field path, message) and returns
- * NULL. The spec keeps one canonical JSON document, `doc`: everything the
- * file says with defaults filled in. The part that makes a version
- * (everything but the rollout section, spec_version_doc()) is hashed into
- * `version`; it is made again when a plan needs it, not kept.
- * Typed fields below are read from `doc` for the planner and the agent.
- * Pure: no I/O.
+ * NULL. The spec keeps its canonical JSON document as text, `text`:
+ * everything the file says with defaults filled in, compact, keys sorted
+ * (about 700 bytes where the parsed document would take 6 KB, and an agent
+ * keeps one per service); spec_doc() parses it again for what needs the
+ * whole document (a replica's launch, a plan's diff, the state file). The
+ * part that makes a version (everything but the rollout section,
+ * spec_version_doc()) is hashed into `version`. Typed fields below are read
+ * from the document for the planner and the agent.
+ *
+ * A spec is shared: the snapshot of the source and each side of a running
+ * service hold references to one spec (spec_ref, spec_free), and nothing
+ * changes it after it is made, but for the identity memo. Pure: no I/O.
  */
 #ifndef ROLLD_SPEC_H
 #define ROLLD_SPEC_H
@@ -27,6 +33,7 @@ struct deployment_spec {
     bool autoscaling;
     int min_replicas, max_replicas, initial_replicas;
     double target_ongoing_requests;
+    double upscale_delay_s, downscale_delay_s;
     double num_cpus, num_gpus;
     long long memory; /* bytes */
     int max_ongoing_requests;
@@ -58,11 +65,13 @@ struct rollout_spec {
 };
 
 struct service_spec {
+    int refs;           /* atomically counted: snapshots move between threads */
     char *file;
     char *name;
     char *version_name; /* NULL when not set */
     char version[17];   /* hash of spec_version_doc(), 16 hex digits */
-    json_t *doc;
+    char *text;         /* the canonical document: spec_canonical_text() */
+    char *http_host;    /* http_options.host, NULL when not set */
     struct rollout_spec rollout;
     char *backend; /* "process", "ray", ... */
     int http_port; /* 0 when not set */
@@ -76,10 +85,20 @@ struct service_spec {
  * NULL with at least one entry added to diag. */
 struct service_spec *spec_parse(const char *text, size_t length, const char *file,
                                 struct diag *diag);
+/* Drops a reference; the last one frees the spec. */
 void spec_free(struct service_spec *spec);
+/* Takes another reference; returns spec. */
+struct service_spec *spec_ref(struct service_spec *spec);
 
-/* The part of doc that makes the version: all but rollout (a shallow
- * copy sharing doc's values; caller decrefs). NULL when out of memory. */
+/* The canonical document, parsed from text; caller decrefs. NULL when out
+ * of memory. */
+json_t *spec_doc(const struct service_spec *spec);
+
+/* Whether two specs say the same, rollout section included. */
+bool spec_same(const struct service_spec *a, const struct service_spec *b);
+
+/* The part of the document that makes the version: all but rollout; caller
+ * decrefs. NULL when out of memory. */
 json_t *spec_version_doc(const struct service_spec *spec);
 
 /* The canonical JSON of a spec as text (compact, sorted keys); caller frees. */
@@ -90,8 +109,10 @@ const char *rollout_strategy_name(enum rollout_strategy strategy);
 
 
 /* A spec from a canonical doc that spec_parse produced earlier (as kept in
- * the state store); takes a reference to doc. NULL on a doc it cannot read. */
+ * the state store). NULL on a doc it cannot read. */
 struct service_spec *spec_from_doc(json_t *doc, const char *file);
+/* The same spec read from another file; caller frees. NULL when out of memory. */
+struct service_spec *spec_with_file(const struct service_spec *spec, const char *file);
 
 /* The FNV-1a 64 hash of a text as 16 hex digits, the form of a version id. */
 void spec_hash_text(const char *text, char out[17]);

@@ -72,7 +72,11 @@ static json_t *side_to_json(const struct side_state *side)
 {
     if (!side->used)
         return json_null();
-    json_t *doc = json_pack("{s:s, s:O, s:s, s:i}", "version", side->version, "doc", side->doc,
+    /* the spec keeps its document as text: parsed again to be written */
+    json_t *spec = side->spec ? spec_doc(side->spec) : NULL;
+    if (!spec)
+        return NULL;
+    json_t *doc = json_pack("{s:s, s:o, s:s, s:i}", "version", side->version, "doc", spec,
                             "file", side->file ? side->file : "", "capacity", side->capacity);
     if (doc && side->commit[0])
         json_object_set_new(doc, "commit", json_string(side->commit));
@@ -110,10 +114,12 @@ static int side_from_json(struct side_state *side, const json_t *doc)
     json_t *spec = json_object_get(doc, "doc");
     if (!version || strlen(version) != 16 || !json_is_object(spec))
         return -EINVAL;
+    const char *file = json_string_value(json_object_get(doc, "file")) ?: "";
+    if (!(side->spec = spec_from_doc(spec, file)))
+        return -EINVAL;
     side->used = true;
     memcpy(side->version, version, 17);
-    side->doc = json_incref(spec);
-    side->file = strdup(json_string_value(json_object_get(doc, "file")) ?: "");
+    side->file = strdup(file);
     side->capacity = (int)json_integer_value(json_object_get(doc, "capacity"));
     const char *commit = json_string_value(json_object_get(doc, "commit"));
     if (commit && strlen(commit) < sizeof(side->commit))

@@ -50,7 +50,7 @@ static json_t *side_json(const struct service_state *s, int side,
                                           "max_replicas", c->autoscale_max));
         json_array_append_new(replicas, item);
     }
-    const char *name = json_string_value(json_object_get(st->doc, "version_name"));
+    const char *name = st->spec ? st->spec->version_name : NULL;
     int share = side == s->canary ? s->traffic : (s->canary >= 0 ? 100 - s->traffic : 100);
     if (s->primary < 0)
         share = 0;
@@ -87,13 +87,12 @@ json_t *status_document(const struct service_state *s, const struct status_side_
         char started[32];
         format_time(s->rollout_started_ms, started, sizeof(started));
         json_t *rollout = json_pack("{s:s}", "started", started);
-        json_t *settings = json_object_get(s->sides[s->canary].doc, "rollout");
-        json_t *pause = json_object_get(settings, "canary_percent");
-        json_t *surge = json_object_get(settings, "max_surge_percent");
-        if (pause)
-            json_object_set(rollout, "canary_percent", pause);
-        if (surge)
-            json_object_set(rollout, "max_surge_percent", surge);
+        const struct rollout_spec *settings = &s->sides[s->canary].spec->rollout;
+        if (settings->canary_percent >= 0)
+            json_object_set_new(rollout, "canary_percent", json_integer(settings->canary_percent));
+        if (settings->max_surge_percent > 0)
+            json_object_set_new(rollout, "max_surge_percent",
+                                json_integer(settings->max_surge_percent));
         if (s->phase == PHASE_CANARY_PAUSED)
             json_object_set_new(rollout, "paused_at", json_integer(s->traffic));
         if (s->rollback_reason)

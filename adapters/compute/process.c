@@ -777,16 +777,19 @@ static json_t *launch_for(struct backend *b, const struct service_spec *spec,
                           const struct application_spec *app, const struct deployment_spec *d,
                           const char *id, int index, int side)
 {
+    json_t *doc = spec_doc(spec);
+    if (!doc)
+        return NULL;
     json_t *argv = json_array();
     for (size_t i = 0; app->command && app->command[i]; i++)
         json_array_append_new(argv, json_string(app->command[i]));
     json_t *env = json_object();
-    json_t *env_vars = json_object_get(spec->doc, "env_vars");
+    json_t *env_vars = json_object_get(doc, "env_vars");
     const char *key;
     json_t *value;
     json_object_foreach(env_vars, key, value) json_object_set(env, key, value);
     json_t *process_apps =
-        json_object_get(json_object_get(json_object_get(spec->doc, "backend"), "process"),
+        json_object_get(json_object_get(json_object_get(doc, "backend"), "process"),
                         "applications");
     json_t *entry = NULL;
     size_t i;
@@ -821,15 +824,20 @@ static json_t *launch_for(struct backend *b, const struct service_spec *spec,
     snprintf(log, sizeof(log), "%s/logs/%s.%s.%s.%d.log", b->state_dir, spec->name, app->name,
              d->name, index);
     (void)id;
-    return json_pack("{s:o, s:o, s:s, s:s}", "argv", argv, "env", env, "cwd", cwd, "log", log);
+    json_t *launch =
+        json_pack("{s:o, s:o, s:s, s:s}", "argv", argv, "env", env, "cwd", cwd, "log", log);
+    json_decref(doc);
+    return launch;
 }
 
 static char *user_config_text(const struct service_spec *spec, const char *app_name,
                               const char *deployment)
 {
-    json_t *apps = json_object_get(spec->doc, "applications");
+    json_t *doc = spec_doc(spec);
+    json_t *apps = json_object_get(doc, "applications");
     size_t i, j;
     json_t *app, *d;
+    char *text = NULL;
     json_array_foreach(apps, i, app)
     {
         if (strcmp(json_string_value(json_object_get(app, "name")), app_name) != 0)
@@ -839,11 +847,12 @@ static char *user_config_text(const struct service_spec *spec, const char *app_n
             if (strcmp(json_string_value(json_object_get(d, "name")), deployment) != 0)
                 continue;
             json_t *config = json_object_get(d, "user_config");
-            return config ? json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
-                          : NULL;
+            if (config)
+                text = json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
         }
     }
-    return NULL;
+    json_decref(doc);
+    return text;
 }
 
 /* Keeps launch as text (a third of what the document takes) and the one
@@ -941,18 +950,25 @@ static void deployment_identity(const struct service_spec *spec, const struct ap
         "logging_config", "health_check_period_s", "health_check_timeout_s",
         "graceful_shutdown_timeout_s", "graceful_shutdown_wait_loop_s", "user_config"};
     static const char *const process_light[] = {"health_path", "reconfigure_path", "ingress"};
-    json_t *service = json_copy(spec->doc);
+    json_t *doc = spec_doc(spec);
+    if (!doc) {
+        /* out of memory: an identity no deployment has, not kept */
+        memset(out, 'x', 16);
+        out[16] = 0;
+        return;
+    }
+    json_t *service = json_copy(doc);
     for (size_t i = 0; i < sizeof(service_light) / sizeof(*service_light); i++)
         json_object_del(service, service_light[i]);
     json_t *app_doc = NULL, *dep_doc = NULL, *entry = NULL, *item;
     size_t i;
-    json_array_foreach(json_object_get(spec->doc, "applications"), i, item)
+    json_array_foreach(json_object_get(doc, "applications"), i, item)
         if (!strcmp(json_string_value(json_object_get(item, "name")), app->name))
             app_doc = item;
     json_array_foreach(json_object_get(app_doc, "deployments"), i, item)
         if (!strcmp(json_string_value(json_object_get(item, "name")), d->name))
             dep_doc = item;
-    json_array_foreach(json_object_get(json_object_get(json_object_get(spec->doc, "backend"),
+    json_array_foreach(json_object_get(json_object_get(json_object_get(doc, "backend"),
                                                        "process"), "applications"), i, item)
         if (!strcmp(json_string_value(json_object_get(item, "name")), app->name))
             entry = item;
@@ -974,6 +990,7 @@ static void deployment_identity(const struct service_spec *spec, const struct ap
     spec_hash_text(text, out);
     free(text);
     json_decref(all);
+    json_decref(doc);
     /* the spec is not changed after parsing, only this memo in it */
     memcpy(((struct deployment_spec *)d)->identity, out, 17);
 }

@@ -299,15 +299,12 @@ static int canary_surge(const struct service_state *st)
 {
     if (st->canary < 0)
         return 0;
-    json_t *v =
-        json_object_get(json_object_get(st->sides[st->canary].doc, "rollout"), "max_surge_percent");
-    return v ? (int)json_integer_value(v) : 0;
+    return st->sides[st->canary].spec->rollout.max_surge_percent;
 }
 
 static bool canary_has_pause(const struct service_state *st)
 {
-    return st->canary >= 0 && json_object_get(json_object_get(st->sides[st->canary].doc, "rollout"),
-                                              "canary_percent") != NULL;
+    return st->canary >= 0 && st->sides[st->canary].spec->rollout.canary_percent >= 0;
 }
 
 /* DESIGN rule 4: "except the unhealthy-canary case with no canary_percent,
@@ -651,8 +648,7 @@ static int sim_start_canary(struct sim *s, const struct service_spec *v1,
     /* canary_percent: 0 pauses before the canary is ready: a known bug that
      * test_pause_zero_waits_for_ready and test_canary_completes assert; the
      * other scenarios tolerate it */
-    json_t *pause = json_object_get(json_object_get(v2->doc, "rollout"), "canary_percent");
-    bool pause_zero = pause && json_integer_value(pause) == 0;
+    bool pause_zero = v2->rollout.canary_percent == 0;
     SIM_CHECK(s,
               s->st->phase == PHASE_CANARY_STARTING ||
                   (pause_zero && s->st->phase == PHASE_CANARY_PAUSED),

@@ -84,12 +84,93 @@ static void test_minimal_spec_parses_with_defaults(void **state)
     assert_true(d->graceful_shutdown_wait_loop_s == 2.0);
 
     /* the version document is the spec without its rollout section */
-    assert_non_null(json_object_get(spec->doc, "rollout"));
+    json_t *doc = spec_doc(spec);
+    assert_non_null(json_object_get(doc, "rollout"));
+    json_decref(doc);
     json_t *version_doc = spec_version_doc(spec);
     assert_null(json_object_get(version_doc, "rollout"));
     assert_non_null(json_object_get(version_doc, "applications"));
     json_decref(version_doc);
     spec_free(spec);
+}
+
+/* The spec keeps its document as text: what spec_doc() gives back is the
+ * document the file made, the text is canonical, and copies and references
+ * share it. */
+static void test_document_kept_as_text(void **state)
+{
+    (void)state;
+    static const char text[] = "name: svc\n"
+                               "version_name: v1\n"
+                               "http_options: {host: 127.0.0.2, port: 8000}\n"
+                               "applications:\n"
+                               "  - name: text\n"
+                               "    import_path: app:main\n"
+                               "    deployments:\n"
+                               "      - name: Model\n"
+                               "        user_config: {temperature: 0.7, stop: [a, b]}\n"
+                               "        autoscaling_config:\n"
+                               "          min_replicas: 1\n"
+                               "          max_replicas: 4\n"
+                               "          upscale_delay_s: 5\n"
+                               "rollout: {canary_percent: 20, timeout: 10m}\n" BASE_BACKEND;
+    struct service_spec *spec = parse_ok(text);
+    assert_string_equal(spec->http_host, "127.0.0.2");
+    assert_true(spec->applications[0].deployments[0].upscale_delay_s == 5.0);
+    assert_true(spec->applications[0].deployments[0].downscale_delay_s == 600.0);
+    json_t *doc = spec_doc(spec);
+    assert_non_null(doc);
+    char *again = spec_canonical_text(doc);
+    assert_string_equal(again, spec->text);
+    free(again);
+    json_t *config = json_object_get(
+        json_array_get(json_object_get(json_array_get(json_object_get(doc, "applications"), 0),
+                                       "deployments"),
+                       0),
+        "user_config");
+    assert_true(json_real_value(json_object_get(config, "temperature")) == 0.7);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(doc, "rollout"), "timeout")),
+                     600);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(doc, "http_options"), "host")),
+                        "127.0.0.2");
+
+    /* read back from the document (the state file), under another file name */
+    struct service_spec *back = spec_from_doc(doc, "elsewhere.yaml");
+    json_decref(doc);
+    assert_non_null(back);
+    assert_string_equal(back->version, spec->version);
+    assert_string_equal(back->text, spec->text);
+    assert_true(spec_same(back, spec));
+    struct service_spec *moved = spec_with_file(spec, "moved.yaml");
+    assert_string_equal(moved->file, "moved.yaml");
+    assert_string_equal(moved->version, spec->version);
+    assert_true(spec_same(moved, spec));
+
+    /* the version leaves rollout out; the text does not */
+    static const char other_rollout[] = "rollout: {canary_percent: 30, timeout: 10m}\n";
+    char *changed = calloc(1, sizeof(text) + 8);
+    const char *at = strstr(text, "rollout:");
+    const char *after = strchr(at, '\n') + 1;
+    sprintf(changed, "%.*s%s%s", (int)(at - text), text, other_rollout, after);
+    struct service_spec *raised = parse_ok(changed);
+    free(changed);
+    assert_string_equal(raised->version, spec->version);
+    assert_false(spec_same(raised, spec));
+    json_t *version_doc = spec_version_doc(raised);
+    assert_null(json_object_get(version_doc, "rollout"));
+    assert_non_null(json_object_get(version_doc, "version_name"));
+    json_decref(version_doc);
+
+    /* references: the spec lives until the last one goes */
+    assert_ptr_equal(spec_ref(spec), spec);
+    assert_int_equal(spec->refs, 2);
+    spec_free(spec);
+    assert_int_equal(spec->refs, 1);
+    assert_string_equal(spec->name, "svc");
+    spec_free(spec);
+    spec_free(back);
+    spec_free(moved);
+    spec_free(raised);
 }
 
 static void test_full_spec_typed_view(void **state)
@@ -1040,10 +1121,12 @@ static void test_aliases_within_limits_are_expanded(void **state)
                                "      - name: Other\n"
                                "        user_config: *cfg\n" BASE_BACKEND;
     struct service_spec *spec = parse_ok(text);
-    json_t *deployments = json_object_get(
-        json_array_get(json_object_get(spec->doc, "applications"), 0), "deployments");
+    json_t *doc = spec_doc(spec);
+    json_t *deployments =
+        json_object_get(json_array_get(json_object_get(doc, "applications"), 0), "deployments");
     assert_true(json_equal(json_object_get(json_array_get(deployments, 0), "user_config"),
                            json_object_get(json_array_get(deployments, 1), "user_config")));
+    json_decref(doc);
     spec_free(spec);
 
     struct diag diag = DIAG_INIT;
@@ -1387,7 +1470,7 @@ static void test_rollout_section_is_not_part_of_the_version(void **state)
     /* a number written another way is the same number */
     assert_string_equal(base->version, same_number->version);
     /* but the whole document does differ */
-    assert_false(json_equal(base->doc, rollout->doc));
+    assert_false(spec_same(base, rollout));
     spec_free(base);
     spec_free(rollout);
     spec_free(surge);
@@ -1470,6 +1553,7 @@ int main(void)
         cmocka_unit_test(test_rollout_section_is_not_part_of_the_version),
         cmocka_unit_test(test_version_name_and_image_change_the_hash),
         cmocka_unit_test(test_guess_name),
+        cmocka_unit_test(test_document_kept_as_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -215,8 +215,15 @@ static void test_round_trip_status_document(void **unused)
     for (int i = 0; i < 2; i++) {
         s->sides[i].used = true;
         strcpy(s->sides[i].version, ids[i]);
-        s->sides[i].doc = json_pack("{s:s, s:{s:i, s:i}}", "version_name", i ? "v2 \"beta\"" : "v1",
-                                    "rollout", "canary_percent", 30, "max_surge_percent", 25);
+        /* what the status reads of a side's spec, set by hand */
+        struct service_spec *spec = calloc(1, sizeof(*spec));
+        assert_non_null(spec);
+        spec->refs = 1;
+        spec->version_name = strdup(i ? "v2 \"beta\"" : "v1");
+        spec->text = strdup("{}");
+        spec->rollout.canary_percent = 30;
+        spec->rollout.max_surge_percent = 25;
+        s->sides[i].spec = spec;
         s->sides[i].file = strdup("services/api.yaml");
         s->sides[i].capacity = 100;
     }
