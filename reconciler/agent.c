@@ -1096,7 +1096,7 @@ static void notify_systemd(struct agent *a)
  * pieces it cannot give back from the top; malloc_trim() returns the free
  * pages of the whole heap. A few ms for a large heap: at most once in
  * TRIM_EVERY_MS, at the end of a pass. */
-#define TRIM_EVERY_MS 30000
+#define TRIM_EVERY_MS 10000
 #define TRIM_FREE_BYTES (1u << 20)
 
 /* After a pass: gives free heap back to the system, at most every
