@@ -1115,6 +1115,8 @@ static void trim_heap(struct agent *a, const struct timespec *now)
         return;
     }
     a->trimmed_ms = ms;
+    if (a->trim)
+        sd_event_source_set_enabled(a->trim, SD_EVENT_OFF); /* this is the one put off */
     /* only with something worth giving back: the pages given back are
      * faulted in again by the next pass that needs them */
     struct mallinfo2 info = mallinfo2();

@@ -263,8 +263,20 @@ int plan_compute(const struct service_spec *new_spec, const struct service_spec 
     }
     if (!strcmp(new_spec->version, old_spec->version)) {
         plan->action = PLAN_NONE;
-        /* the same version: whatever differs is in the rollout section */
-        plan->rollout_changed = !spec_same(new_spec, old_spec);
+        /* the rollout sections themselves: the same version may list its
+         * applications in another order, which the text keeps */
+        if (!spec_same(new_spec, old_spec)) {
+            json_t *new_doc = spec_doc(new_spec), *old_doc = spec_doc(old_spec);
+            if (!new_doc || !old_doc) {
+                json_decref(new_doc);
+                json_decref(old_doc);
+                return -ENOMEM;
+            }
+            plan->rollout_changed = !json_equal(json_object_get(new_doc, "rollout"),
+                                                json_object_get(old_doc, "rollout"));
+            json_decref(new_doc);
+            json_decref(old_doc);
+        }
         plan->peak = plan_version_resources(new_spec, 100);
         return 0;
     }

@@ -427,7 +427,8 @@ static int fill_typed(struct service_spec *spec, json_t *doc)
     spec->http_host = dup_string(json_object_get(json_object_get(doc, "http_options"), "host"));
     json_t *rollout = json_object_get(doc, "rollout");
     const char *strategy = json_string_value(json_object_get(rollout, "strategy"));
-    spec->rollout.strategy = !strcmp(strategy, "canary")     ? STRATEGY_CANARY
+    spec->rollout.strategy = !strategy                       ? STRATEGY_AUTO
+                             : !strcmp(strategy, "canary")   ? STRATEGY_CANARY
                              : !strcmp(strategy, "in_place") ? STRATEGY_IN_PLACE
                                                              : STRATEGY_AUTO;
     json_t *value = json_object_get(rollout, "canary_percent");
@@ -445,20 +446,22 @@ static int fill_typed(struct service_spec *spec, json_t *doc)
         json_object_get(json_object_get(backend, "process"), "applications");
 
     json_t *applications = json_object_get(doc, "applications");
-    spec->application_count = json_array_size(applications);
-    spec->applications = calloc(spec->application_count, sizeof(*spec->applications));
+    size_t count = json_array_size(applications);
+    spec->applications = calloc(count ? count : 1, sizeof(*spec->applications));
     if (!spec->applications || !spec->name || !spec->backend)
         return -1;
+    spec->application_count = count; /* only once there is an array: spec_free walks it */
     for (size_t i = 0; i < spec->application_count; i++) {
         struct application_spec *app = &spec->applications[i];
         json_t *app_doc = json_array_get(applications, i);
         app->name = dup_string(json_object_get(app_doc, "name"));
         app->route_prefix = dup_string(json_object_get(app_doc, "route_prefix"));
         json_t *deployments = json_object_get(app_doc, "deployments");
-        app->deployment_count = json_array_size(deployments);
-        app->deployments = calloc(app->deployment_count, sizeof(*app->deployments));
+        size_t deployment_count = json_array_size(deployments);
+        app->deployments = calloc(deployment_count ? deployment_count : 1, sizeof(*app->deployments));
         if (!app->deployments)
             return -1;
+        app->deployment_count = deployment_count;
         for (size_t j = 0; j < app->deployment_count; j++)
             fill_deployment(&app->deployments[j], json_array_get(deployments, j));
         json_t *entry = process_entries ? json_named_item(process_entries, app->name) : NULL;

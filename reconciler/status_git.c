@@ -866,7 +866,8 @@ int status_git_open(const struct status_git_options *options, struct status_git 
         return -EINVAL;
     }
     if (git_common_ready() < 0) {
-        error_set(err, err_size, "status branch: cannot initialise libgit2");
+        error_set(err, err_size, "status branch: cannot initialise libgit2: %s",
+                  git_common_message());
         return -EIO;
     }
     const char *branch = options->branch && *options->branch ? options->branch : DEFAULT_BRANCH;

@@ -49,8 +49,10 @@ static int curl_load(void)
                                error, sizeof(error));
         if (loaded < 0)
             log_msg(LOG_ERR, "http client: %s", error);
-        else if (curl.curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        else if (curl.curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            log_msg(LOG_ERR, "http client: libcurl cannot be initialised");
             loaded = -EIO;
+        }
     }
     return loaded;
 }

@@ -830,10 +830,15 @@ static json_t *launch_for(struct backend *b, const struct service_spec *spec,
     return launch;
 }
 
-static char *user_config_text(const struct service_spec *spec, const char *app_name,
-                              const char *deployment)
+/* The deployment's user_config as JSON text in *out (NULL: none). 0, or
+ * -ENOMEM. */
+static int user_config_text(const struct service_spec *spec, const char *app_name,
+                            const char *deployment, char **out)
 {
+    *out = NULL;
     json_t *doc = spec_doc(spec);
+    if (!doc)
+        return -ENOMEM;
     json_t *apps = json_object_get(doc, "applications");
     size_t i, j;
     json_t *app, *d;
@@ -847,12 +852,16 @@ static char *user_config_text(const struct service_spec *spec, const char *app_n
             if (strcmp(json_string_value(json_object_get(d, "name")), deployment) != 0)
                 continue;
             json_t *config = json_object_get(d, "user_config");
-            if (config)
-                text = json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+            if (config && !(text = json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS |
+                                                          JSON_ENCODE_ANY))) {
+                json_decref(doc);
+                return -ENOMEM;
+            }
         }
     }
     json_decref(doc);
-    return text;
+    *out = text;
+    return 0;
 }
 
 /* Keeps launch as text (a third of what the document takes) and the one
@@ -899,11 +908,18 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
     r->health_url = health_url;
     free(r->reconfigure_url);
     r->reconfigure_url = reconfigure_url;
-    char *config = user_config_text(spec, app->name, d->name);
+    char *config;
+    json_t *launch = NULL;
+    if (user_config_text(spec, app->name, d->name, &config) < 0 ||
+        !(launch = launch_for(b, spec, app, d, r->id, r->index, r->side))) {
+        /* out of memory: the replica keeps its launch and config, and the
+         * next pass configures it again (configured_version is unchanged) */
+        free(config);
+        return;
+    }
     bool config_changed = (config == NULL) != (r->user_config == NULL) ||
                           (config && strcmp(config, r->user_config) != 0);
     /* the environment of the next (re)start carries the current config */
-    json_t *launch = launch_for(b, spec, app, d, r->id, r->index, r->side);
     if (config)
         json_object_set_new(json_object_get(launch, "env"), "ROLLD_USER_CONFIG",
                             json_string(config));
@@ -922,6 +938,8 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
                                                      (long)(r->timeout_s * 1000),
                                                      on_reconfigure_done, r)
                                  : NULL;
+        if (!r->reconfigure)
+            r->failures++; /* not sent: a failed reconfiguration, as on_reconfigure_done counts */
     }
     char *user_config = config ? config : strdup("null");
     free(r->user_config);
@@ -935,12 +953,12 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
  * deployment except the fields DESIGN.md rule 5 calls lightweight. Two
  * replicas with the same identity are interchangeable; a replica whose
  * identity differs from its deployment's is replaced, in waves. */
-static void deployment_identity(const struct service_spec *spec, const struct application_spec *app,
+static bool deployment_identity(const struct service_spec *spec, const struct application_spec *app,
                                 const struct deployment_spec *d, char out[17])
 {
     if (d->identity[0]) {
         memcpy(out, d->identity, 17);
-        return;
+        return true;
     }
     static const char *const service_light[] = {"applications", "backend", "rollout",
                                                 "version_name", "tags", "logging_config"};
@@ -951,12 +969,8 @@ static void deployment_identity(const struct service_spec *spec, const struct ap
         "graceful_shutdown_timeout_s", "graceful_shutdown_wait_loop_s", "user_config"};
     static const char *const process_light[] = {"health_path", "reconfigure_path", "ingress"};
     json_t *doc = spec_doc(spec);
-    if (!doc) {
-        /* out of memory: an identity no deployment has, not kept */
-        memset(out, 'x', 16);
-        out[16] = 0;
-        return;
-    }
+    if (!doc)
+        return false;
     json_t *service = json_copy(doc);
     for (size_t i = 0; i < sizeof(service_light) / sizeof(*service_light); i++)
         json_object_del(service, service_light[i]);
@@ -987,12 +1001,15 @@ static void deployment_identity(const struct service_spec *spec, const struct ap
     json_t *all = json_pack("{s:o, s:o, s:o, s:o}", "service", service, "application", app_part,
                             "deployment", dep_part, "process", entry_part);
     char *text = json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-    spec_hash_text(text, out);
-    free(text);
     json_decref(all);
     json_decref(doc);
+    if (!text)
+        return false; /* out of memory: no identity rather than a wrong one */
+    spec_hash_text(text, out);
+    free(text);
     /* the spec is not changed after parsing, only this memo in it */
     memcpy(((struct deployment_spec *)d)->identity, out, 17);
+    return true;
 }
 
 static bool replica_of(const struct replica *r, const char *service, int side,
@@ -1089,7 +1106,8 @@ static int sync_deployment(struct backend *b, const char *service, int side,
                            const struct policy *policy)
 {
     char identity[17];
-    deployment_identity(spec, app, d, identity);
+    if (!deployment_identity(spec, app, d, identity))
+        return -ENOMEM; /* nothing is replaced on a guess */
     size_t lo, hi;
     service_range(b, service, &lo, &hi);
     for (size_t i = lo; i < hi; i++) {
@@ -1198,7 +1216,10 @@ static void process_observe(void *instance, const char *service, int side,
         for (size_t k = 0; k < app->deployment_count; k++) {
             const struct deployment_spec *d = &app->deployments[k];
             char identity[17];
-            deployment_identity(spec, app, d, identity);
+            if (!deployment_identity(spec, app, d, identity)) {
+                out->ready = false; /* out of memory: not known to be ready */
+                continue;
+            }
             struct deployment_counts c =
                 count_replicas(b, service, side, app->name, d->name, identity);
             if (c.ready_current < capacity_replicas(d->num_replicas, capacity))

@@ -10,6 +10,9 @@
 #      (/proc/PID/status) and CPU time (utime+stime of /proc/PID/stat, and
 #      /proc/PID/schedstat in ns as a cross-check) are sampled every second
 #      over an idle window (default 60 s). Replicas and HAProxy are not counted.
+#      The agent has a metrics listener, as the shipped rolld.yaml has, and
+#      /metrics is scraped every --scrape-s seconds (default 15; 0: no
+#      listener) within the window, so its rendering counts too.
 #      Aims (the issue): RSS under 16 MiB, CPU under 0.5% of one core. When the
 #      agent misses one (or with --profile always), `perf record` (DWARF call
 #      graphs) over another idle window says where the time goes; when it
@@ -47,7 +50,7 @@
 #   tests/bench/agent_bench.sh [--build DIR] [--services N] [--idle-s S]
 #       [--settle-s S] [--changes N] [--loaded-changes N] [--rollouts N]
 #       [--interval-ms MS] [--profile auto|always|never] [--profile-s S]
-#       [--start-timeout S] [--keep] [--report FILE]
+#       [--start-timeout S] [--scrape-s S] [--keep] [--report FILE]
 #   --build DIR: rolld and examples/model-server/model-server from DIR
 #   (default build/; a RelWithDebInfo or Release build, for perf's symbols
 #   RelWithDebInfo); ROLLD and MODEL_SERVER override each.
@@ -78,6 +81,7 @@ SETTLE_S=20
 CHANGES=60
 LOADED_CHANGES=50
 ROLLOUTS=5
+SCRAPE_S=15
 INTERVAL_MS=1
 PROFILE=auto
 PROFILE_S=30
@@ -93,6 +97,7 @@ while [ $# -gt 0 ]; do
     --changes) CHANGES=$2; shift 2 ;;
     --loaded-changes) LOADED_CHANGES=$2; shift 2 ;;
     --rollouts) ROLLOUTS=$2; shift 2 ;;
+    --scrape-s) SCRAPE_S=$2; shift 2 ;;
     --interval-ms) INTERVAL_MS=$2; shift 2 ;;
     --profile) PROFILE=$2; shift 2 ;;
     --profile-s) PROFILE_S=$2; shift 2 ;;
@@ -105,6 +110,7 @@ while [ $# -gt 0 ]; do
 done
 [ "$CHANGES" -ge 1 ] && [ "$CHANGES" -le 98 ] || { echo "--changes: 1 to 98" >&2; exit 2; }
 [ "$LOADED_CHANGES" -ge 0 ] && [ "$LOADED_CHANGES" -le 98 ] || { echo "--loaded-changes: 0 to 98" >&2; exit 2; }
+[[ "$SCRAPE_S" =~ ^[0-9]+$ ]] || { echo "--scrape-s: seconds, 0 for no metrics listener" >&2; exit 2; }
 
 ROLLD=${ROLLD:-$BUILD/rolld}
 MODEL_SERVER=${MODEL_SERVER:-$BUILD/examples/model-server/model-server}
@@ -369,9 +375,9 @@ save_spec() {
     mv "$WORK/$name.yaml.new" "$src/$name.yaml"
 }
 
-start_agent() { # SRC STATE LOW HIGH LOG
+start_agent() { # SRC STATE LOW HIGH LOG [ARGS...]
     "$ROLLD" run --source "$1" --state-dir "$2" --policies "$POL" --port-range "$3-$4" \
-        --log-format json >>"$5" 2>&1 &
+        --log-format json "${@:6}" >>"$5" 2>&1 &
     AGENT_PID=$!
     AGENT_PIDS+=("$AGENT_PID")
     STATES+=("$2")
@@ -430,7 +436,10 @@ part_idle() {
         service_yaml "$name" v1 $((BASE + i)) 1 production >"$BIG_SRC/$name.yaml"
     done
     t0=$(now_ms)
-    start_agent "$BIG_SRC" "$BIG_STATE" "$BIG_PORT_LOW" "$BIG_PORT_HIGH" "$WORK/big/agent.log"
+    local metrics=()
+    [ "$SCRAPE_S" -gt 0 ] && metrics=(--metrics-listen "127.0.0.1:$METRICS_PORT")
+    start_agent "$BIG_SRC" "$BIG_STATE" "$BIG_PORT_LOW" "$BIG_PORT_HIGH" "$WORK/big/agent.log" \
+        "${metrics[@]}"
     BIG_AGENT=$AGENT_PID
     log "part 1: agent pid $BIG_AGENT; waiting for $n services to be running (at most $START_TIMEOUT s)"
     while :; do
@@ -461,7 +470,8 @@ part_idle() {
     sleep "$SETTLE_S"
 
     local pid=$BIG_AGENT t_start t_end ticks0 ticks1 ns0 ns1 prev_ns ns per_second=()
-    local rss rss_min= rss_max=0 rss_sum=0 count=0 deadline next
+    local rss rss_min= rss_max=0 rss_sum=0 count=0 deadline next scrape scrapes=0
+    local scrape_bytes=0 scrape_ms_max=0 scrape_failed=0
     log "part 1: idle window of $IDLE_S s"
     t_start=${EPOCHREALTIME/[,]/.}
     ticks0=$(cpu_ticks "$pid")
@@ -474,6 +484,18 @@ part_idle() {
         next=$((next + 1000))
         while [ "$(now_ms)" -lt $next ]; do sleep 0.05; done
         alive "$pid" || die "the agent exited during the idle window"
+        # scraped as Prometheus would, its rendering in the agent's figures
+        if [ "$SCRAPE_S" -gt 0 ] && [ $((count % SCRAPE_S)) = 0 ]; then
+            if scrape=$(curl -sf -o /dev/null -w '%{size_download} %{time_total}' \
+                "http://127.0.0.1:$METRICS_PORT/metrics"); then
+                scrapes=$((scrapes + 1))
+                scrape_bytes=${scrape%% *}
+                scrape=$(awk -v t="${scrape##* }" 'BEGIN { printf "%d", t * 1000 }')
+                [ "$scrape" -gt "$scrape_ms_max" ] && scrape_ms_max=$scrape
+            else
+                scrape_failed=$((scrape_failed + 1))
+            fi
+        fi
         rss=$(rss_kib "$pid")
         ns=$(run_ns "$pid")
         per_second+=($((ns - prev_ns)))
@@ -520,6 +542,11 @@ part_idle() {
     for p in $(replica_pids "$BIG_STATE" | head -n 50); do rs_sum=$((rs_sum + $(rss_kib "$p"))); rs_n=$((rs_n + 1)); done
     row "" "  (not counted) HAProxy RSS; one replica's RSS" "$(mib "$hp_rss") MiB; $(mib $((rs_sum / (rs_n ? rs_n : 1)))) MiB mean of $rs_n" ""
     row "" "  agent threads, open fds" "$threads threads, $fds fds" ""
+    if [ "$SCRAPE_S" -gt 0 ]; then
+        row "" "  /metrics scraped every $SCRAPE_S s (in the figures)" "$scrapes scrapes of $((scrape_bytes / 1024)) KiB, slowest $scrape_ms_max ms$([ "$scrape_failed" -gt 0 ] && echo "; $scrape_failed failed")" ""
+    else
+        row "" "  /metrics" "no listener (--scrape-s 0)" ""
+    fi
     log "part 1: RSS $(mib "$rss_mean") MiB (max $(mib "$rss_max")), CPU ${IDLE_CPU}% (schedstat ${IDLE_CPU_NS}%)"
 
     local missed=0
@@ -721,6 +748,7 @@ main() {
     BIG_SVC_PORT=$((BASE + SERVICES))
     BIG_PORT_LOW=$((BASE + SERVICES + 10))
     BIG_PORT_HIGH=$((BASE + 2 * SERVICES + 109))
+    METRICS_PORT=$((BASE + 2 * SERVICES + 120))
     SMALL_SVC_PORT=$((BASE + 2 * SERVICES + 150))
     SMALL_PORT_LOW=$((BASE + 2 * SERVICES + 160))
     SMALL_PORT_HIGH=$((BASE + 2 * SERVICES + 259))

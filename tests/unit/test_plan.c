@@ -206,6 +206,37 @@ static void test_none_and_rollout_only(void **state)
     spec_free(paused);
 }
 
+/* Applications listed in another order are the same version, and the same
+ * rollout section is no rollout change, though the documents' texts differ. */
+static void test_reordered_applications(void **state)
+{
+    (void)state;
+#define APP(n) "  - name: " n "\n    route_prefix: /" n "\n    import_path: app:" n \
+               "\n    deployments:\n      - name: Model\n"
+#define ENTRY(n) "      - name: " n "\n        command: [model-server]\n"
+    static const char ab[] = "name: svc\napplications:\n" APP("a") APP("b")
+        "rollout: {canary_percent: 10}\nbackend:\n  process:\n    applications:\n" ENTRY("a") ENTRY("b");
+    static const char ba[] = "name: svc\napplications:\n" APP("b") APP("a")
+        "rollout: {canary_percent: 10}\nbackend:\n  process:\n    applications:\n" ENTRY("b") ENTRY("a");
+    static const char ba_raised[] = "name: svc\napplications:\n" APP("b") APP("a")
+        "rollout: {canary_percent: 20}\nbackend:\n  process:\n    applications:\n" ENTRY("b") ENTRY("a");
+#undef APP
+#undef ENTRY
+    struct service_spec *a = parse_ok(ab), *b = parse_ok(ba), *raised = parse_ok(ba_raised);
+    assert_string_equal(a->version, b->version);
+    assert_false(spec_same(a, b));
+    struct service_plan plan;
+    compute(b, a, production, PLAN_NONE, &plan);
+    assert_false(plan.rollout_changed);
+    plan_clear(&plan);
+    compute(raised, a, production, PLAN_NONE, &plan);
+    assert_true(plan.rollout_changed);
+    plan_clear(&plan);
+    spec_free(a);
+    spec_free(b);
+    spec_free(raised);
+}
+
 static void test_delete(void **state)
 {
     (void)state;
@@ -808,6 +839,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create),
         cmocka_unit_test(test_none_and_rollout_only),
+        cmocka_unit_test(test_reordered_applications),
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_in_place_lightweight),
         cmocka_unit_test(test_in_place_heavyweight_on_development_policy),
