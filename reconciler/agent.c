@@ -1730,7 +1730,7 @@ int agent_run(const struct agent_config *given)
     sd_event_source_set_enabled(a->trim, SD_EVENT_OFF);
     if (options->metrics_listen) {
         char err[512];
-        if (metrics_open(a->event, options->metrics_listen, &a->metrics, err, sizeof(err)) < 0) {
+        if (metrics_open(options->metrics_listen, &a->metrics, err, sizeof(err)) < 0) {
             log_warn("%s", err);
             return 1;
         }

@@ -2,11 +2,11 @@
  * lazy_lib.h - a shared library opened when it is first needed, not at start.
  *
  * rolld links libgit2 (a Git source, the status branch, `plan --repo`),
- * libmicrohttpd (the metrics listener) and libcurl (a user_config
+ * libevent (the metrics listener) and libcurl (a user_config
  * reconfiguration) only for what needs them. Linked the usual way, each is
  * mapped and relocated at start with everything it pulls in: libssh2 and
- * OpenSSL, GnuTLS and p11-kit, Kerberos and LDAP, about 6 MiB of the RSS
- * of an agent that may use none of them. Instead each user keeps the
+ * OpenSSL, Kerberos and LDAP, about 4 MiB of the RSS of an agent that may
+ * use none of them. Instead each user keeps the
  * functions it calls in a table of pointers, filled here by name once, and
  * calls through it (git_api.h, and the tables in metrics.c and
  * http_client.c). The binary does not link these libraries, so a function

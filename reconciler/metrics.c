@@ -12,56 +12,67 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <microhttpd.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include "lazy_lib.h"
 
-/* libmicrohttpd (and GnuTLS, which it pulls in) is opened by the first
- * metrics_open(), not at start: an agent without a listener never maps it. */
-#define MHD_FUNCTIONS(X)                                                                           \
-    X(MHD_add_response_header)                                                                     \
-    X(MHD_create_response_from_buffer)                                                             \
-    X(MHD_create_response_from_buffer_with_free_callback)                                          \
-    X(MHD_destroy_response)                                                                        \
-    X(MHD_get_daemon_info)                                                                         \
-    X(MHD_get_timeout)                                                                             \
-    X(MHD_queue_response)                                                                          \
-    X(MHD_run)                                                                                     \
-    X(MHD_start_daemon)                                                                            \
-    X(MHD_stop_daemon)
-#define MHD_SLOT(f) __typeof__(f) *f;
+/* libevent (its HTTP server, evhttp) is opened by the first metrics_open(),
+ * not at start: an agent without a listener never maps it. Its functions are
+ * called through this table. */
+#define EVENT_FUNCTIONS(X)                                                                         \
+    X(evbuffer_add_reference)                                                                      \
+    X(event_add)                                                                                   \
+    X(event_base_dispatch)                                                                         \
+    X(event_base_free)                                                                             \
+    X(event_base_loopbreak)                                                                        \
+    X(event_base_new)                                                                              \
+    X(event_free)                                                                                  \
+    X(event_new)                                                                                   \
+    X(evconnlistener_free)                                                                         \
+    X(evconnlistener_new)                                                                          \
+    X(evhttp_add_header)                                                                           \
+    X(evhttp_bind_listener)                                                                        \
+    X(evhttp_free)                                                                                 \
+    X(evhttp_new)                                                                                  \
+    X(evhttp_request_get_command)                                                                  \
+    X(evhttp_request_get_output_buffer)                                                            \
+    X(evhttp_request_get_output_headers)                                                           \
+    X(evhttp_request_get_uri)                                                                      \
+    X(evhttp_send_reply)                                                                           \
+    X(evhttp_set_allowed_methods)                                                                  \
+    X(evhttp_set_gencb)                                                                            \
+    X(evhttp_set_max_body_size)                                                                    \
+    X(evhttp_set_max_headers_size)                                                                 \
+    X(evhttp_set_timeout)
+#define EVENT_SLOT(f) __typeof__(f) *f;
 static struct {
-    MHD_FUNCTIONS(MHD_SLOT)
-} mhd;
-#undef MHD_SLOT
+    EVENT_FUNCTIONS(EVENT_SLOT)
+} ev;
+#undef EVENT_SLOT
 
-static int mhd_load(char *err, size_t err_size)
+static int event_load(char *err, size_t err_size)
 {
     static int loaded = 1; /* 1: not tried yet */
     static char error[256];
     if (loaded > 0) {
-#define MHD_SYMBOL(f) {#f, (void **)&mhd.f},
-        static const struct lazy_symbol symbols[] = {MHD_FUNCTIONS(MHD_SYMBOL)};
-#undef MHD_SYMBOL
-        loaded = lazy_lib_open(ROLLD_MICROHTTPD_SONAME, symbols,
+#define EVENT_SYMBOL(f) {#f, (void **)&ev.f},
+        static const struct lazy_symbol symbols[] = {EVENT_FUNCTIONS(EVENT_SYMBOL)};
+#undef EVENT_SYMBOL
+        loaded = lazy_lib_open(ROLLD_LIBEVENT_SONAME, symbols,
                                sizeof(symbols) / sizeof(symbols[0]), error, sizeof(error));
     }
     if (loaded < 0)
         snprintf(err, err_size, "metrics: %s", error);
     return loaded;
 }
-
-#define MHD_add_response_header (*mhd.MHD_add_response_header)
-#define MHD_create_response_from_buffer (*mhd.MHD_create_response_from_buffer)
-#define MHD_create_response_from_buffer_with_free_callback                                         \
-    (*mhd.MHD_create_response_from_buffer_with_free_callback)
-#define MHD_destroy_response (*mhd.MHD_destroy_response)
-#define MHD_get_daemon_info (*mhd.MHD_get_daemon_info)
-#define MHD_get_timeout (*mhd.MHD_get_timeout)
-#define MHD_queue_response (*mhd.MHD_queue_response)
-#define MHD_run (*mhd.MHD_run)
-#define MHD_start_daemon (*mhd.MHD_start_daemon)
-#define MHD_stop_daemon (*mhd.MHD_stop_daemon)
 
 #include "log.h"
 
@@ -106,12 +117,16 @@ struct service_entry {
 };
 
 struct metrics {
-    sd_event *event;
-    struct MHD_Daemon *daemon;
-    sd_event_source *io, *timer;
+    /* the registry below, shared by the agent's loop (recording) and the
+     * HTTP thread (rendering) */
+    pthread_mutex_t lock;
+    struct event_base *base;
+    struct evhttp *http;
+    struct event *stop_event; /* stop[0] readable: the thread leaves its loop */
+    int stop[2];
+    pthread_t thread;
+    bool running;
     int port;
-    bool opened; /* MHD's messages go to the log, not to open_error */
-    char open_error[256];
     bool ready;
     char *build_version;
     unsigned long long duration_buckets[DURATION_BUCKETS + 1]; /* per bucket; last: +Inf */
@@ -192,19 +207,37 @@ static void service_entry_free(struct service_entry *s)
     free(s);
 }
 
-void metrics_set_build_version(struct metrics *m, const char *version)
+static void set_build_version_locked(struct metrics *m, const char *version)
 {
     if (m && version)
         keep_text(&m->build_version, version);
 }
 
-void metrics_set_ready(struct metrics *m, bool ready)
+void metrics_set_build_version(struct metrics *m, const char *version)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    set_build_version_locked(m, version);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void set_ready_locked(struct metrics *m, bool ready)
 {
     if (m)
         m->ready = ready;
 }
 
-void metrics_reconcile_observed(struct metrics *m, double seconds)
+void metrics_set_ready(struct metrics *m, bool ready)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    set_ready_locked(m, ready);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void reconcile_observed_locked(struct metrics *m, double seconds)
 {
     if (!m || isnan(seconds))
         return;
@@ -216,6 +249,15 @@ void metrics_reconcile_observed(struct metrics *m, double seconds)
     m->duration_buckets[i]++;
     m->duration_count++;
     m->duration_sum += seconds;
+}
+
+void metrics_reconcile_observed(struct metrics *m, double seconds)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    reconcile_observed_locked(m, seconds);
+    pthread_mutex_unlock(&m->lock);
 }
 
 /* What the rollout engine (rollout.c) says when it begins a rollback. */
@@ -244,7 +286,7 @@ const char *metrics_rollback_reason(const char *text)
     return reason_labels[reason_of(text)];
 }
 
-void metrics_rollout_event(struct metrics *m, const char *service, const char *event,
+static void rollout_event_locked(struct metrics *m, const char *service, const char *event,
                            const char *reason)
 {
     if (!m || !service || !event)
@@ -264,12 +306,22 @@ void metrics_rollout_event(struct metrics *m, const char *service, const char *e
         s->rolled_back[reason_of(reason)]++;
 }
 
+void metrics_rollout_event(struct metrics *m, const char *service, const char *event,
+                           const char *reason)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    rollout_event_locked(m, service, event, reason);
+    pthread_mutex_unlock(&m->lock);
+}
+
 static const char *label_of(const struct metrics_version *v)
 {
     return v->version_name && v->version_name[0] ? v->version_name : v->version_id;
 }
 
-void metrics_service_set(struct metrics *m, const struct metrics_service *given)
+static void service_set_locked(struct metrics *m, const struct metrics_service *given)
 {
     if (!m || !given || !given->name)
         return;
@@ -307,7 +359,16 @@ void metrics_service_set(struct metrics *m, const struct metrics_service *given)
     s->version_count = n;
 }
 
-void metrics_service_remove(struct metrics *m, const char *service)
+void metrics_service_set(struct metrics *m, const struct metrics_service *given)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    service_set_locked(m, given);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void service_remove_locked(struct metrics *m, const char *service)
 {
     if (!m || !service)
         return;
@@ -321,7 +382,16 @@ void metrics_service_remove(struct metrics *m, const char *service)
     m->service_count--;
 }
 
-void metrics_fetch_succeeded(struct metrics *m, double unix_time)
+void metrics_service_remove(struct metrics *m, const char *service)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    service_remove_locked(m, service);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void fetch_succeeded_locked(struct metrics *m, double unix_time)
 {
     if (!m)
         return;
@@ -329,12 +399,30 @@ void metrics_fetch_succeeded(struct metrics *m, double unix_time)
     m->fetch_time = unix_time;
 }
 
-void metrics_fetch_failed(struct metrics *m)
+void metrics_fetch_succeeded(struct metrics *m, double unix_time)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    fetch_succeeded_locked(m, unix_time);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void fetch_failed_locked(struct metrics *m)
 {
     if (!m)
         return;
     m->fetch_seen = true;
     m->fetch_failures++;
+}
+
+void metrics_fetch_failed(struct metrics *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    fetch_failed_locked(m);
+    pthread_mutex_unlock(&m->lock);
 }
 
 /* ---- the exposition format ---- */
@@ -485,7 +573,7 @@ static void render_versions(FILE *f, const struct metrics *m, const char *name, 
     }
 }
 
-char *metrics_render(const struct metrics *m, size_t *length)
+static char *render_locked(const struct metrics *m, size_t *length)
 {
     char *text = NULL;
     size_t size = 0;
@@ -555,110 +643,132 @@ char *metrics_render(const struct metrics *m, size_t *length)
     return text;
 }
 
-/* ---- HTTP ---- */
-
-static enum MHD_Result answer(struct MHD_Connection *connection, unsigned status,
-                              const char *content_type, char *body, size_t length, bool owned)
+char *metrics_render(const struct metrics *m, size_t *length)
 {
-    struct MHD_Response *response =
-        owned ? MHD_create_response_from_buffer_with_free_callback(length, body, free)
-              : MHD_create_response_from_buffer(length, body, MHD_RESPMEM_PERSISTENT);
-    if (!response) {
-        if (owned)
-            free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-    enum MHD_Result r = MHD_queue_response(connection, status, response);
-    MHD_destroy_response(response);
-    return r;
+    struct metrics *registry = (struct metrics *)m; /* the lock is not the registry's value */
+    pthread_mutex_lock(&registry->lock);
+    char *text = render_locked(m, length);
+    pthread_mutex_unlock(&registry->lock);
+    return text;
 }
 
-static enum MHD_Result answer_text(struct MHD_Connection *connection, unsigned status,
-                                   const char *text)
+/* ---- HTTP: libevent's evhttp on a thread of its own ---- */
+
+struct http_answer {
+    int status;
+    const char *reason;
+    const char *content_type;
+    char *body; /* owned when free_body */
+    size_t length;
+    bool free_body;
+};
+
+static void free_body(const void *data, size_t length, void *extra)
 {
-    return answer(connection, status, "text/plain; charset=utf-8", (char *)text, strlen(text),
-                  false);
+    free((void *)data);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url,
-                                  const char *method, const char *version, const char *upload_data,
-                                  size_t *upload_data_size, void **request)
+static void answer_text(struct http_answer *a, int status, const char *reason, const char *text)
 {
-    struct metrics *m = cls;
-    /* answered from the second call: libmicrohttpd closes the connection
-     * after an answer queued in the first one (before the request's end is
-     * known), and a scraper would reconnect every time */
-    static char headers_seen;
-    if (*request != &headers_seen) {
-        *request = &headers_seen;
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
-        *upload_data_size = 0; /* a body nobody asked for: read and dropped */
-        return MHD_YES;
-    }
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return answer_text(connection, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
-    if (!strcmp(url, "/metrics")) {
+    *a = (struct http_answer){status, reason, "text/plain; charset=utf-8", (char *)text,
+                              strlen(text), false};
+}
+
+/* What to answer to method and path (the request target less its query). */
+static void route(struct metrics *m, enum evhttp_cmd_type method, const char *target,
+                  struct http_answer *a)
+{
+    size_t path_length = strcspn(target, "?#");
+    if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+        answer_text(a, 405, "Method Not Allowed", "only GET and HEAD\n");
+    } else if (path_length == strlen("/metrics") && !strncmp(target, "/metrics", path_length)) {
         size_t length = 0;
         char *body = metrics_render(m, &length);
-        if (!body)
-            return answer_text(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-        return answer(connection, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body,
-                      length, true);
+        if (!body) {
+            answer_text(a, 500, "Internal Server Error", "out of memory\n");
+            return;
+        }
+        *a = (struct http_answer){200, "OK", "text/plain; version=0.0.4; charset=utf-8", body,
+                                  length, true};
+    } else if (path_length == strlen("/healthz") && !strncmp(target, "/healthz", path_length)) {
+        pthread_mutex_lock(&m->lock);
+        bool ready = m->ready;
+        pthread_mutex_unlock(&m->lock);
+        if (ready)
+            answer_text(a, 200, "OK", "ok\n");
+        else
+            answer_text(a, 503, "Service Unavailable", "starting\n");
+    } else {
+        answer_text(a, 404, "Not Found", "not found; try /metrics or /healthz\n");
     }
-    if (!strcmp(url, "/healthz"))
-        return m->ready ? answer_text(connection, MHD_HTTP_OK, "ok\n")
-                        : answer_text(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "starting\n");
-    return answer_text(connection, MHD_HTTP_NOT_FOUND, "not found; try /metrics or /healthz\n");
 }
 
-static void on_mhd_message(void *cls, const char *fmt, va_list args)
+static void on_request(struct evhttp_request *request, void *userdata)
 {
-    struct metrics *m = cls;
-    char text[sizeof(m->open_error)];
-    vsnprintf(text, sizeof(text), fmt, args);
-    size_t n = strlen(text);
-    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '.'))
-        text[--n] = 0;
-    if (!m->opened)
-        memcpy(m->open_error, text, sizeof(text));
-    else
-        log_msg(LOG_WARNING, "metrics: %s", text);
-}
-
-/* MHD runs when its epoll fd is readable, and again when its timeout (a
- * connection's idle limit, or 0: work left over) comes. */
-static void rearm(struct metrics *m)
-{
-    MHD_UNSIGNED_LONG_LONG timeout_ms;
-    if (MHD_get_timeout(m->daemon, &timeout_ms) != MHD_YES) {
-        sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);
+    struct metrics *m = userdata;
+    const char *target = ev.evhttp_request_get_uri(request);
+    struct http_answer a;
+    route(m, ev.evhttp_request_get_command(request), target ? target : "", &a);
+    struct evkeyvalq *headers = ev.evhttp_request_get_output_headers(request);
+    ev.evhttp_add_header(headers, "Content-Type", a.content_type);
+    if (a.status == 405)
+        ev.evhttp_add_header(headers, "Allow", "GET, HEAD");
+    if (ev.evhttp_request_get_command(request) == EVHTTP_REQ_HEAD) {
+        /* the length GET would have, and no body (evhttp 2.1 would send it) */
+        char length[32];
+        snprintf(length, sizeof(length), "%zu", a.length);
+        ev.evhttp_add_header(headers, "Content-Length", length);
+        if (a.free_body)
+            free(a.body);
+        ev.evhttp_send_reply(request, a.status, a.reason, NULL);
         return;
     }
-    uint64_t now;
-    sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-    sd_event_source_set_time(m->timer, now + (uint64_t)timeout_ms * 1000ULL);
-    sd_event_source_set_enabled(m->timer, SD_EVENT_ONESHOT);
+    struct evbuffer *body = ev.evhttp_request_get_output_buffer(request);
+    /* the rendered text is handed over, not copied */
+    if (a.free_body ? ev.evbuffer_add_reference(body, a.body, a.length, free_body, NULL) < 0
+                    : ev.evbuffer_add_reference(body, a.body, a.length, NULL, NULL) < 0) {
+        if (a.free_body)
+            free(a.body);
+        ev.evhttp_send_reply(request, 500, "Internal Server Error", NULL);
+        return;
+    }
+    ev.evhttp_send_reply(request, a.status, a.reason, NULL);
 }
 
-static int on_ready(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+static void on_stop(evutil_socket_t fd, short what, void *userdata)
 {
-    struct metrics *m = userdata;
-    MHD_run(m->daemon);
-    rearm(m);
-    return 0;
+    ev.event_base_loopbreak(userdata);
 }
 
-static int on_timer(sd_event_source *source, uint64_t usec, void *userdata)
+static void *serve(void *userdata)
 {
     struct metrics *m = userdata;
-    MHD_run(m->daemon);
-    rearm(m);
-    return 0;
+    ev.event_base_dispatch(m->base);
+    return NULL;
+}
+
+/* The listening socket, close-on-exec (replicas are started by fork and exec). */
+static int listen_on(const struct sockaddr_storage *addr, const char *listen_text, char *err,
+                     size_t err_size)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    socklen_t length = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                   : sizeof(struct sockaddr_in);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+        (addr->ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
+        bind(fd, (const struct sockaddr *)addr, length) < 0 || listen(fd, 64) < 0) {
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        snprintf(err, err_size,
+                 "metrics: cannot listen on %s: %s; choose another listen.metrics "
+                 "(--metrics-listen)",
+                 listen_text, strerror(saved));
+        return -saved;
+    }
+    return fd;
 }
 
 /* HOST:PORT, [IPv6]:PORT */
@@ -708,60 +818,80 @@ invalid:
     return -EINVAL;
 }
 
-int metrics_open(sd_event *event, const char *listen, struct metrics **out, char *err,
-                 size_t err_size)
+int metrics_open(const char *listen, struct metrics **out, char *err, size_t err_size)
 {
     *out = NULL;
     struct sockaddr_storage addr;
     int r = parse_listen(listen ? listen : "", &addr, err, err_size);
     if (r < 0)
         return r;
-    if ((r = mhd_load(err, err_size)) < 0)
+    if ((r = event_load(err, err_size)) < 0)
         return r;
     struct metrics *m = calloc(1, sizeof(*m));
     if (!m) {
         snprintf(err, err_size, "metrics: out of memory");
         return -ENOMEM;
     }
-    m->event = sd_event_ref(event);
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
-    if (addr.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    uint16_t port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
-                                                     : ((struct sockaddr_in *)&addr)->sin_port);
-    errno = 0;
-    m->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR,
-                                 (struct sockaddr *)&addr, MHD_OPTION_EXTERNAL_LOGGER,
-                                 on_mhd_message, m, MHD_OPTION_CONNECTION_LIMIT, 32u,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
-    if (!m->daemon) {
-        /* bind's errno says it best; MHD's own message when there is none */
-        int saved = errno;
-        r = saved ? -saved : -EIO;
-        snprintf(err, err_size,
-                 "metrics: cannot listen on %s: %s; choose another listen.metrics "
-                 "(--metrics-listen)",
-                 listen, saved || !m->open_error[0] ? strerror(-r) : m->open_error);
+    pthread_mutex_init(&m->lock, NULL);
+    m->stop[0] = m->stop[1] = -1;
+    int fd = listen_on(&addr, listen, err, err_size);
+    if (fd < 0) {
+        metrics_free(m);
+        return fd;
+    }
+    struct sockaddr_storage bound;
+    socklen_t bound_length = sizeof(bound);
+    if (getsockname(fd, (struct sockaddr *)&bound, &bound_length) == 0)
+        m->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                    : ((struct sockaddr_in *)&bound)->sin_port);
+    struct evconnlistener *listener = NULL;
+    if (pipe2(m->stop, O_CLOEXEC | O_NONBLOCK) < 0 || !(m->base = ev.event_base_new()) ||
+        !(m->http = ev.evhttp_new(m->base)) ||
+        !(m->stop_event = ev.event_new(m->base, m->stop[0], EV_READ, on_stop, m->base)) ||
+        ev.event_add(m->stop_event, NULL) < 0 ||
+        !(listener = ev.evconnlistener_new(m->base, NULL, NULL,
+                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+                                               LEV_OPT_REUSEABLE,
+                                           -1, fd)) ||
+        !ev.evhttp_bind_listener(m->http, listener)) {
+        if (listener)
+            ev.evconnlistener_free(listener);
+        else
+            close(fd);
+        snprintf(err, err_size, "metrics: cannot set up the HTTP server on %s", listen);
+        metrics_free(m);
+        return -ENOMEM;
+    }
+    /* a scraper's connection is kept (HTTP/1.1); an idle one closes after 10 s */
+    ev.evhttp_set_timeout(m->http, 10);
+    ev.evhttp_set_max_headers_size(m->http, 16384);
+    ev.evhttp_set_max_body_size(m->http, 65536);
+    /* every method reaches on_request, which answers 405 to all but GET and HEAD */
+    ev.evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                               EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                               EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    ev.evhttp_set_gencb(m->http, on_request, m);
+    /* no signal reaches the thread: the agent's loop takes them (signalfd),
+     * and a peer gone while an answer is written is EPIPE, not SIGPIPE */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    r = -pthread_create(&m->thread, &attr, serve, m);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (r < 0) {
+        snprintf(err, err_size, "metrics: cannot start the HTTP server's thread: %s", strerror(-r));
         metrics_free(m);
         return r;
     }
-    m->opened = true;
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-    const union MHD_DaemonInfo *bound = MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    m->port = bound ? bound->port : 0;
-    if (!info) {
-        r = -ENOTSUP;
-    } else if ((r = sd_event_add_io(event, &m->io, info->epoll_fd, EPOLLIN, on_ready, m)) >= 0 &&
-               (r = sd_event_add_time(event, &m->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer,
-                                      m)) >= 0) {
-        sd_event_source_set_description(m->io, "metrics");
-        sd_event_source_set_enabled(m->timer, SD_EVENT_OFF);
-        *out = m;
-        return 0;
-    }
-    snprintf(err, err_size, "metrics: cannot watch the HTTP server's sockets: %s", strerror(-r));
-    metrics_free(m);
-    return r;
+    pthread_setname_np(m->thread, "rolld-metrics");
+    m->running = true;
+    *out = m;
+    return 0;
 }
 
 int metrics_port(const struct metrics *m)
@@ -773,14 +903,25 @@ void metrics_free(struct metrics *m)
 {
     if (!m)
         return;
-    sd_event_source_disable_unref(m->io);
-    sd_event_source_disable_unref(m->timer);
-    if (m->daemon)
-        MHD_stop_daemon(m->daemon);
-    sd_event_unref(m->event);
+    if (m->running) {
+        /* the thread breaks its loop when the pipe is readable */
+        while (write(m->stop[1], "x", 1) < 0 && errno == EINTR)
+            ;
+        pthread_join(m->thread, NULL);
+    }
+    if (m->http)
+        ev.evhttp_free(m->http); /* with its listener and connections */
+    if (m->stop_event)
+        ev.event_free(m->stop_event);
+    if (m->base)
+        ev.event_base_free(m->base);
+    for (int i = 0; i < 2; i++)
+        if (m->stop[i] >= 0)
+            close(m->stop[i]);
     for (size_t i = 0; i < m->service_count; i++)
         service_entry_free(m->services[i]);
     free(m->services);
     free(m->build_version);
+    pthread_mutex_destroy(&m->lock);
     free(m);
 }

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build_packages=(build-essential cmake pkg-config libyaml-dev libjansson-dev libsystemd-dev
-                libcurl4-openssl-dev libmicrohttpd-dev libhttp-parser-dev libgit2-dev haproxy curl git
+                libcurl4-openssl-dev libmicrohttpd-dev libevent-dev libhttp-parser-dev libgit2-dev haproxy curl git
                 openssh-client gpg gpgv)
 test_packages=(libcmocka-dev clang libclang-rt-14-dev nodejs npm wrk jq prometheus systemd dpkg-dev time)
 

@@ -32,7 +32,7 @@ static int setup(void **state)
     char err[512] = "";
     if (!f || sd_event_new(&f->event) < 0)
         return -1;
-    int r = metrics_open(f->event, "127.0.0.1:0", &f->m, err, sizeof(err));
+    int r = metrics_open("127.0.0.1:0", &f->m, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "metrics_open: %s\n", err);
         return -1;
@@ -700,14 +700,14 @@ static void test_open_refuses_bad_addresses(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct metrics *m = (struct metrics *)1;
         char err[512] = "";
-        assert_int_equal(metrics_open(event, bad[i], &m, err, sizeof(err)), -EINVAL);
+        assert_int_equal(metrics_open(bad[i], &m, err, sizeof(err)), -EINVAL);
         assert_null(m);
         if (!strstr(err, "HOST:PORT"))
             fail_msg("'%s': the error does not say what to write: %s", bad[i], err);
     }
     struct metrics *m = NULL;
     char err[512] = "";
-    assert_true(metrics_open(event, "no-such-host.invalid:9464", &m, err, sizeof(err)) < 0);
+    assert_true(metrics_open("no-such-host.invalid:9464", &m, err, sizeof(err)) < 0);
     assert_null(m);
     assert_non_null(strstr(err, "no-such-host.invalid"));
     sd_event_unref(event);
@@ -719,7 +719,7 @@ static void test_open_reports_a_port_in_use(void **state)
     char listen[64], err[512] = "";
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", metrics_port(f->m));
     struct metrics *second = NULL;
-    int r = metrics_open(f->event, listen, &second, err, sizeof(err));
+    int r = metrics_open(listen, &second, err, sizeof(err));
     assert_true(r < 0);
     assert_null(second);
     if (!strstr(err, listen) || !strstr(err, "in use"))
@@ -741,7 +741,7 @@ static void test_open_ipv6_loopback(void **state)
     struct metrics *m = NULL;
     char err[512] = "";
     assert_true(sd_event_new(&event) >= 0);
-    if (metrics_open(event, "[::1]:0", &m, err, sizeof(err)) < 0)
+    if (metrics_open("[::1]:0", &m, err, sizeof(err)) < 0)
         fail_msg("[::1]:0: %s", err);
     assert_true(metrics_port(m) > 0);
     metrics_free(m);
