@@ -1694,6 +1694,11 @@ int agent_run(const struct agent_config *given)
     sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A fixed mmap threshold: by default glibc raises it to the size of each
+     * large block freed (a scrape's 1.5 MB text, a state file's), and the
+     * next ones then come from the heap and stay in the RSS until a trim;
+     * mmapped, they go back to the system when freed. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
     json_t *replicas = NULL;
     if ((r = sd_event_default(&a->event)) < 0 || (r = load_state(a, &replicas)) < 0)

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -580,6 +581,7 @@ static char *render_locked(const struct metrics *m, size_t *length)
     FILE *f = open_memstream(&text, &size);
     if (!f)
         return NULL;
+    __fsetlocking(f, FSETLOCKING_BYCALLER); /* only this thread writes to it */
     put_family(f, "rolld_build_info", "gauge", "The running rolld's version; always 1.");
     put_series(f, "rolld_build_info", "version", m->build_version ? m->build_version : "",
                LABELS_END);
