@@ -53,6 +53,7 @@ struct managed {
     struct service_spec *sides_seen[2]; /* the side's spec specs[] stands for (a reference) */
     char status_hash[17];          /* of the last status written, less its timestamp */
     char *state_text;              /* its state file entry; NULL: encode again */
+    struct state_holes state_holes; /* where the sides' spec texts go in it */
     json_t *status_doc;            /* and its document, for the status branch */
     char stored[2][17];            /* versions whose spec text is in the spec store */
     char *revert_branch;           /* pushed after the last rollback, or NULL */
@@ -267,9 +268,9 @@ static const struct policy *policy_for(struct agent *a, const struct service_spe
 /* A service's entry in the state file, kept as text until the service
  * changes (mark_dirty): a save re-encodes what changed and copies the rest,
  * where encoding every service made each save cost the whole host. */
-static char *service_text(const struct managed *m)
+static char *service_text(struct managed *m)
 {
-    json_t *doc = service_state_to_json(m->state);
+    json_t *doc = service_state_to_json_holes(m->state);
     if (!doc)
         return NULL;
     if (m->scale_count) {
@@ -292,6 +293,10 @@ static char *service_text(const struct managed *m)
     char *text = pair ? json_dumps(pair, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
                       : NULL;
     json_decref(pair);
+    /* the sides' specs are copied in at each save (state_holes), not kept
+     * twice: their text is the spec's own */
+    if (text)
+        state_holes_find(text, "doc", &m->state_holes);
     return text; /* {"name":{...}}: the braces are dropped when joined */
 }
 
@@ -301,6 +306,15 @@ static void mark_dirty(struct agent *a, struct managed *m)
     a->dirty = true;
     free(m->state_text);
     m->state_text = NULL;
+}
+
+/* What fills a service entry's holes: each used side's spec text. */
+static void side_texts(const struct managed *m, const char *fills[2])
+{
+    for (int i = 0; i < 2; i++) {
+        const struct side_state *side = &m->state->sides[i];
+        fills[i] = side->used && side->spec ? side->spec->text : NULL;
+    }
 }
 
 static int save_state(struct agent *a)
@@ -315,7 +329,11 @@ static int save_state(struct agent *a)
             replicas = NULL;
             break;
         }
-        size += strlen(m->state_text) + 1;
+        const char *fills[2];
+        side_texts(m, fills);
+        size += state_holes_copy(NULL, m->state_text, 0, strlen(m->state_text), &m->state_holes,
+                                 fills) +
+                1;
     }
     char *text = replicas ? malloc(size) : NULL;
     int r = -ENOMEM;
@@ -326,12 +344,13 @@ static int save_state(struct agent *a)
         n += replicas_length;
         n += (size_t)snprintf(text + n, size - n, ",\"services\":{");
         for (size_t i = 0; i < a->count; i++) {
-            const char *entry = a->services[i].state_text;
-            size_t l = strlen(entry);
+            const struct managed *m = &a->services[i];
+            const char *fills[2];
+            side_texts(m, fills);
+            size_t l = strlen(m->state_text);
             if (i)
                 text[n++] = ',';
-            memcpy(text + n, entry + 1, l - 2);
-            n += l - 2;
+            n += state_holes_copy(text + n, m->state_text, 1, l - 1, &m->state_holes, fills);
         }
         text[n++] = '}';
         text[n++] = '}';

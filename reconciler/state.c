@@ -68,12 +68,15 @@ int state_store_load(const char *path, json_t **doc)
     return *doc ? 0 : -EBADMSG;
 }
 
-static json_t *side_to_json(const struct side_state *side)
+static json_t *side_to_json(const struct side_state *side, int hole)
 {
     if (!side->used)
         return json_null();
-    /* the spec keeps its document as text: parsed again to be written */
-    json_t *spec = side->spec ? spec_doc(side->spec) : NULL;
+    /* the spec keeps its document as text: parsed again to be written, or
+     * left for the caller to copy in */
+    json_t *spec = hole >= 0 ? json_integer(STATE_HOLE(hole))
+                   : side->spec ? spec_doc(side->spec)
+                                : NULL;
     if (!spec)
         return NULL;
     json_t *doc = json_pack("{s:s, s:o, s:s, s:i}", "version", side->version, "doc", spec,
@@ -83,12 +86,12 @@ static json_t *side_to_json(const struct side_state *side)
     return doc;
 }
 
-json_t *service_state_to_json(const struct service_state *s)
+static json_t *to_json(const struct service_state *s, bool holes)
 {
     json_t *doc = json_pack(
         "{s:s, s:[o,o], s:i, s:i, s:i, s:I, s:I, s:I, s:O, s:b, s:O}", "phase",
-        service_phase_name(s->phase), "sides", side_to_json(&s->sides[0]),
-        side_to_json(&s->sides[1]), "primary", s->primary, "canary", s->canary, "traffic",
+        service_phase_name(s->phase), "sides", side_to_json(&s->sides[0], holes ? 0 : -1),
+        side_to_json(&s->sides[1], holes ? 1 : -1), "primary", s->primary, "canary", s->canary, "traffic",
         s->traffic, "phase_since_ms", (json_int_t)s->phase_since_ms, "step_since_ms",
         (json_int_t)s->step_since_ms, "rollout_started_ms", (json_int_t)s->rollout_started_ms,
         "rejected", s->rejected, "reject_on_rollback", s->reject_on_rollback, "history",
@@ -104,6 +107,65 @@ json_t *service_state_to_json(const struct service_state *s)
     if (doc && s->last_error)
         json_object_set_new(doc, "last_error", json_string(s->last_error));
     return doc;
+}
+
+json_t *service_state_to_json(const struct service_state *s)
+{
+    return to_json(s, false);
+}
+
+json_t *service_state_to_json_holes(const struct service_state *s)
+{
+    return to_json(s, true);
+}
+
+void state_holes_find(const char *text, const char *key, struct state_holes *holes)
+{
+    memset(holes, 0, sizeof(*holes));
+    char needle[2][96];
+    for (int i = 0; i < 2; i++)
+        snprintf(needle[i], sizeof(needle[i]), "\"%s\":%lld", key, (long long)STATE_HOLE(i));
+    size_t key_length = strlen(key) + 3; /* "key": */
+    /* each hole at most once; recorded in the order they come */
+    const char *found[2];
+    for (int i = 0; i < 2; i++)
+        found[i] = strstr(text, needle[i]);
+    int order[2] = {0, 1};
+    if (found[0] && found[1] && found[1] < found[0]) {
+        order[0] = 1;
+        order[1] = 0;
+    }
+    for (int k = 0; k < 2; k++) {
+        int i = order[k];
+        if (!found[i])
+            continue;
+        holes->at[holes->count] = (size_t)(found[i] - text) + key_length;
+        holes->length[holes->count] = strlen(needle[i]) - key_length;
+        holes->fill[holes->count] = i;
+        holes->count++;
+    }
+}
+
+size_t state_holes_copy(char *out, const char *text, size_t from, size_t to,
+                        const struct state_holes *holes, const char *const fills[2])
+{
+    size_t n = 0, at = from;
+    for (int k = 0; k < holes->count; k++) {
+        size_t start = holes->at[k], end = start + holes->length[k];
+        if (start < from || end > to)
+            continue;
+        const char *fill = fills[holes->fill[k]] ? fills[holes->fill[k]] : "null";
+        size_t fill_length = strlen(fill);
+        if (out) {
+            memcpy(out + n, text + at, start - at);
+            memcpy(out + n + (start - at), fill, fill_length);
+        }
+        n += start - at + fill_length;
+        at = end;
+    }
+    if (out)
+        memcpy(out + n, text + at, to - at);
+    return n + (to - at);
 }
 
 static int side_from_json(struct side_state *side, const json_t *doc)

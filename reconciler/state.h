@@ -19,6 +19,35 @@ int state_store_save_text(const char *path, const char *text, size_t length);
 int state_store_load(const char *path, json_t **doc);
 
 json_t *service_state_to_json(const struct service_state *state);
+
+/*
+ * Records kept as text with up to two values left out, "holes": a value
+ * kept elsewhere anyway (a side's spec text, a replica's launch) is copied
+ * in at each save instead of being kept twice. A hole is written as the
+ * number STATE_HOLE(i) (i = 0, 1) in the record's JSON, and found as
+ * `"<key>":<that number>`, which no string value can contain (its quotes
+ * would be escaped).
+ */
+#define STATE_HOLE(i) ((json_int_t)(-7240915536019117LL - (i)))
+
+struct state_holes {
+    size_t at[2];     /* where each hole's number starts */
+    size_t length[2]; /* and its length */
+    int fill[2];      /* which of the fills goes there (its i) */
+    int count;
+};
+
+/* The holes `"<key>":STATE_HOLE(0|1)` in text, in the order they come. */
+void state_holes_find(const char *text, const char *key, struct state_holes *holes);
+
+/* Copies text[from, to) with its holes filled by fills[i] (text, without
+ * NUL) to out, or only measures it when out is NULL; returns the length. */
+size_t state_holes_copy(char *out, const char *text, size_t from, size_t to,
+                        const struct state_holes *holes, const char *const fills[2]);
+
+/* The same as service_state_to_json with each used side's spec doc left
+ * out: STATE_HOLE(side) in its place (key "doc"). */
+json_t *service_state_to_json_holes(const struct service_state *state);
 /* NULL when the document is not a service state. */
 struct service_state *service_state_from_json(const char *name, const json_t *doc);
 

@@ -16,7 +16,10 @@
 
 struct health_probe {
     sd_event *event;
-    sd_event_source *timer;    /* the deadline of the probe in flight, reused by each probe */
+    /* the deadline of the probe in flight; NULL between probes: a probe
+     * costs an allocation more, an idle prober 300 bytes less, and an agent
+     * keeps one prober per replica */
+    sd_event_source *timer;
     sd_event_source *io;       /* watches the connection; NULL when there is none */
     uint32_t events;           /* what io watches */
     int fd;                    /* the connection, -1 when closed */
@@ -67,7 +70,7 @@ static void probe_finish(struct health_probe *p, long status, bool keep_connecti
     void *userdata = p->userdata;
     p->done = NULL;
     p->userdata = NULL;
-    sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
+    p->timer = sd_event_source_disable_unref(p->timer);
     if (!keep_connection)
         connection_close(p);
     done(userdata, status);
@@ -239,12 +242,6 @@ struct health_probe *health_probe_new(sd_event *event)
         return NULL;
     p->fd = -1;
     p->event = sd_event_ref(event);
-    if (sd_event_add_time(event, &p->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_deadline, p) <
-        0) {
-        health_probe_free(p);
-        return NULL;
-    }
-    sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
     return p;
 }
 
@@ -318,10 +315,9 @@ int health_probe_start(struct health_probe *p, int port, const char *path, long 
     /* A probe that failed already is reported as a deadline passed: from the
      * loop, never from inside this call. */
     uint64_t deadline = r < 0 ? now : now + (uint64_t)timeout_ms * 1000;
-    r = sd_event_source_set_time(p->timer, deadline);
-    if (r >= 0)
-        r = sd_event_source_set_enabled(p->timer, SD_EVENT_ONESHOT);
+    r = sd_event_add_time(p->event, &p->timer, CLOCK_MONOTONIC, deadline, 1000, on_deadline, p);
     if (r < 0) {
+        p->timer = NULL;
         connection_close(p);
         return r;
     }
@@ -342,7 +338,7 @@ void health_probe_cancel(struct health_probe *p, bool keep_connection)
     if (p->done) {
         p->done = NULL;
         p->userdata = NULL;
-        sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
+        p->timer = sd_event_source_disable_unref(p->timer);
         keep_connection = false;
     }
     if (!keep_connection)

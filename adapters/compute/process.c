@@ -18,6 +18,7 @@
 #include "capacity.h"
 #include "fd_limit.h"
 #include "health_probe.h"
+#include "state.h"
 #include "http_client.h"
 
 extern char **environ;
@@ -64,13 +65,14 @@ struct replica {
     char identity[17];  /* hash of what a restart would change; see deployment_identity() */
     double num_gpus;    /* what the replica asks for */
     bool health_failed; /* failed `threshold` health checks in a row after being ready */
-    char gpus[256];     /* devices it was given: "0,1"; empty: none */
+    char *gpus;         /* devices it was given: "0,1"; NULL: none */
     sd_event_source *exit_source;
     sd_event_source *timer;
     struct health_probe *health; /* its kept connection; NULL until the first probe */
     struct http_request *reconfigure;
     /* the replica's record in the state file, and what it was made from */
     char *saved_text;
+    struct state_holes saved_holes; /* where the launch text goes in it */
     struct saved_fields {
         pid_t pid;
         unsigned long long start_time;
@@ -173,10 +175,12 @@ static void replica_free(struct replica *r)
     free(r->user_config);
     free(r->saved_text);
     free(r->configured_file);
+    free(r->gpus);
     free(r);
 }
 
 static void schedule_timer(struct replica *r, long long delay_ms);
+static int set_gpus(struct replica *r, const char *devices);
 static void schedule_probe(struct replica *r, long long delay_ms);
 static void replica_drain(struct replica *r);
 static int replica_spawn(struct replica *r);
@@ -222,9 +226,9 @@ static void replica_exited(struct replica *r, int status_known, int status)
     r->pid = 0;
     r->start_time = 0;
     if (r->state == REPLICA_STOPPING || r->state == REPLICA_DRAINING || r->state == REPLICA_GONE) {
-        r->gpus[0] = 0;
+        set_gpus(r, NULL);
         replica_set_state(r, REPLICA_GONE);
-        sd_event_source_set_enabled(r->timer, SD_EVENT_OFF);
+        r->timer = sd_event_source_disable_unref(r->timer);
         notify_changed(r->backend);
         return;
     }
@@ -279,9 +283,20 @@ static char *expand_port(const char *arg, int port)
 
 /* ---- GPUs ---- */
 
+/* r->gpus = devices ("" or NULL: none). 0, or -ENOMEM with r unchanged. */
+static int set_gpus(struct replica *r, const char *devices)
+{
+    char *copy = NULL;
+    if (devices && *devices && !(copy = strdup(devices)))
+        return -ENOMEM;
+    free(r->gpus);
+    r->gpus = copy;
+    return 0;
+}
+
 static bool holds_devices(const struct replica *r)
 {
-    return r->gpus[0] && r->state != REPLICA_GONE && (r->pid > 0 || r->state == REPLICA_PENDING ||
+    return r->gpus && r->state != REPLICA_GONE && (r->pid > 0 || r->state == REPLICA_PENDING ||
                                                      r->state == REPLICA_BACKOFF);
 }
 
@@ -308,11 +323,9 @@ static void device_load(struct backend *b, const struct replica *except, double 
  * whole number takes that many free devices. -EBUSY when they are taken. */
 static int assign_devices(struct backend *b, struct replica *r)
 {
-    if (!b->gpu_count || r->num_gpus <= 0) {
-        r->gpus[0] = 0;
-        return 0;
-    }
-    if (r->gpus[0])
+    if (!b->gpu_count || r->num_gpus <= 0)
+        return set_gpus(r, NULL);
+    if (r->gpus)
         return 0; /* keeps what it had across restarts */
     double load[64];
     device_load(b, r, load);
@@ -324,8 +337,9 @@ static int assign_devices(struct backend *b, struct replica *r)
                 best = (int)d;
         if (best < 0)
             return -EBUSY;
-        snprintf(r->gpus, sizeof(r->gpus), "%d", b->gpus[best]);
-        return 0;
+        char device[16];
+        snprintf(device, sizeof(device), "%d", b->gpus[best]);
+        return set_gpus(r, device);
     }
     int want = (int)(r->num_gpus + 0.999999), found = 0;
     char list[256] = "";
@@ -339,8 +353,7 @@ static int assign_devices(struct backend *b, struct replica *r)
     }
     if (found < want)
         return -EBUSY;
-    snprintf(r->gpus, sizeof(r->gpus), "%s", list);
-    return 0;
+    return set_gpus(r, list);
 }
 
 static int replica_spawn(struct replica *r)
@@ -401,7 +414,7 @@ static int replica_spawn(struct replica *r)
     snprintf(id_env, sizeof(id_env), "ROLLD_REPLICA_ID=%s", r->id);
     envp[e++] = strdup(port_env);
     envp[e++] = strdup(id_env);
-    if (r->gpus[0]) {
+    if (r->gpus) {
         char gpu_env[300];
         snprintf(gpu_env, sizeof(gpu_env), "CUDA_VISIBLE_DEVICES=%s", r->gpus);
         envp[e++] = strdup(gpu_env);
@@ -535,6 +548,9 @@ static bool replica_idle(struct replica *r)
 static int on_timer(sd_event_source *source, uint64_t usec, void *userdata)
 {
     struct replica *r = userdata;
+    /* a oneshot that fired: freed, and made again when next needed; a ready
+     * replica waits on the backend's tick, not on a timer of its own */
+    r->timer = sd_event_source_unref(r->timer);
     switch (r->state) {
     case REPLICA_STARTING:
     case REPLICA_READY:
@@ -1335,13 +1351,14 @@ static const char *replica_text(struct replica *r)
     saved_fields_of(r, &now);
     if (r->saved_text && !memcmp(&now, &r->saved, sizeof(now)))
         return r->saved_text;
-    json_t *launch = r->launch ? json_loads(r->launch, 0, NULL) : NULL;
+    /* the launch is copied in at each save (state_holes), not kept twice */
+    json_t *launch = r->launch ? json_integer(STATE_HOLE(0)) : NULL;
     if (r->launch && !launch)
         return NULL; /* out of memory: no record rather than one without its launch */
     json_t *doc = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:b, s:b, "
         "s:O, s:s?, s:s?, s:s?, s:f, s:f, s:f, s:i}",
-        "id", r->id, "identity", r->identity, "gpus", r->gpus, "service", r->service,
+        "id", r->id, "identity", r->identity, "gpus", r->gpus ? r->gpus : "", "service", r->service,
         "application", r->application, "deployment", r->deployment, "side", r->side, "index",
         r->index, "version", r->version, "pid", (int)r->pid, "start_time",
         (json_int_t)r->start_time, "port", r->port, "state", state_names[r->state], "restarts",
@@ -1357,6 +1374,7 @@ static const char *replica_text(struct replica *r)
         return NULL;
     free(r->saved_text);
     r->saved_text = text;
+    state_holes_find(text, "launch", &r->saved_holes);
     r->saved = now;
     return text;
 }
@@ -1372,7 +1390,9 @@ static char *process_state_text(void *instance, size_t *length)
         const char *text = r->state == REPLICA_GONE ? NULL : replica_text(r);
         if (r->state != REPLICA_GONE && !text)
             return NULL;
-        size += text ? strlen(text) + 1 : 0;
+        const char *fills[2] = {r->launch, NULL};
+        size += text ? state_holes_copy(NULL, text, 0, strlen(text), &r->saved_holes, fills) + 1
+                     : 0;
     }
     char *out = malloc(size);
     if (!out)
@@ -1385,9 +1405,9 @@ static char *process_state_text(void *instance, size_t *length)
             continue;
         if (n > 1)
             out[n++] = ',';
-        size_t l = strlen(r->saved_text);
-        memcpy(out + n, r->saved_text, l);
-        n += l;
+        const char *fills[2] = {r->launch, NULL};
+        n += state_holes_copy(out + n, r->saved_text, 0, strlen(r->saved_text), &r->saved_holes,
+                              fills);
     }
     out[n++] = ']';
     out[n] = 0;
@@ -1439,7 +1459,9 @@ static void adopt(struct backend *b, const json_t *item)
              json_string_value(json_object_get(item, "version")) ?: "");
     snprintf(r->identity, sizeof(r->identity), "%s",
              json_string_value(json_object_get(item, "identity")) ?: "");
-    snprintf(r->gpus, sizeof(r->gpus), "%s", json_string_value(json_object_get(item, "gpus")) ?: "");
+    /* out of memory: the devices are not known, and the replica is let go
+     * (adopted, it would share them) */
+    bool devices_lost = set_gpus(r, json_string_value(json_object_get(item, "gpus"))) < 0;
     r->pid = (pid_t)json_integer_value(json_object_get(item, "pid"));
     r->start_time = (unsigned long long)json_integer_value(json_object_get(item, "start_time"));
     r->port = (int)json_integer_value(json_object_get(item, "port"));
@@ -1463,7 +1485,7 @@ static void adopt(struct backend *b, const json_t *item)
     int state = state_index(json_string_value(json_object_get(item, "state")));
     r->state = state < 0 ? REPLICA_PENDING : (enum replica_state)state;
     r->state_since_ms = now_ms(b);
-    if (!r->service || !r->application || !r->deployment) {
+    if (!r->service || !r->application || !r->deployment || devices_lost) {
         r->state = REPLICA_GONE;
         return;
     }

@@ -421,6 +421,57 @@ static void test_store_save_load(void **state)
     spec_free(v2);
 }
 
+/* A record kept with its sides' docs left out, filled at each save with the
+ * specs' texts, is byte for byte the record written whole; a string that
+ * spells a hole is not taken for one. */
+static void test_holes_filled_are_the_whole_record(void **state)
+{
+    (void)state;
+    struct service_spec *v1, *v2;
+    struct service_state *s = busy_state(&v1, &v2);
+    free(s->last_error);
+    s->last_error = strdup("\"doc\":-7240915536019117 \"doc\":-7240915536019118");
+    const size_t flags = JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17);
+    json_t *whole_doc = service_state_to_json(s), *holed_doc = service_state_to_json_holes(s);
+    char *whole = json_dumps(whole_doc, flags), *holed = json_dumps(holed_doc, flags);
+    assert_true(strlen(holed) + 1000 < strlen(whole));
+    struct state_holes holes;
+    state_holes_find(holed, "doc", &holes);
+    assert_int_equal(holes.count, 2);
+    const char *fills[2] = {s->sides[0].spec->text, s->sides[1].spec->text};
+    size_t length = state_holes_copy(NULL, holed, 0, strlen(holed), &holes, fills);
+    assert_int_equal(length, strlen(whole));
+    char *filled = calloc(1, length + 1);
+    assert_int_equal(state_holes_copy(filled, holed, 0, strlen(holed), &holes, fills), length);
+    assert_string_equal(filled, whole);
+    /* a part of it, as the agent copies an entry without its braces */
+    size_t inner = state_holes_copy(NULL, holed, 1, strlen(holed) - 1, &holes, fills);
+    assert_int_equal(inner, strlen(whole) - 2);
+    memset(filled, 0, length + 1);
+    state_holes_copy(filled, holed, 1, strlen(holed) - 1, &holes, fills);
+    assert_memory_equal(filled, whole + 1, inner);
+    /* one side unused: one hole */
+    spec_free(s->sides[0].spec);
+    free(s->sides[0].file);
+    memset(&s->sides[0], 0, sizeof(s->sides[0]));
+    s->canary = -1;
+    json_t *one = service_state_to_json_holes(s);
+    char *one_text = json_dumps(one, flags);
+    state_holes_find(one_text, "doc", &holes);
+    assert_int_equal(holes.count, 1);
+    assert_int_equal(holes.fill[0], 1);
+    free(one_text);
+    json_decref(one);
+    free(filled);
+    free(whole);
+    free(holed);
+    json_decref(whole_doc);
+    json_decref(holed_doc);
+    service_state_free(s);
+    spec_free(v1);
+    spec_free(v2);
+}
+
 static void test_store_errors(void **state)
 {
     (void)state;
@@ -452,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_refuses_inconsistent_states),
         cmocka_unit_test(test_store_save_load),
         cmocka_unit_test(test_store_errors),
+        cmocka_unit_test(test_holes_filled_are_the_whole_record),
     };
     return cmocka_run_group_tests_name("state", tests, store_setup, store_teardown);
 }
