@@ -143,6 +143,17 @@ struct metrics {
 
 /* ---- recording ---- */
 
+/* Runs call with the registry locked (the HTTP thread renders it); nothing
+ * when m is NULL. */
+#define WITH_LOCK(m, call)                                                                         \
+    do {                                                                                           \
+        if (m) {                                                                                   \
+            pthread_mutex_lock(&(m)->lock);                                                        \
+            call;                                                                                  \
+            pthread_mutex_unlock(&(m)->lock);                                                      \
+        }                                                                                          \
+    } while (0)
+
 /* Keeps *slot equal to text, allocating only when it changes. */
 static int keep_text(char **slot, const char *text)
 {
@@ -216,11 +227,7 @@ static void set_build_version_locked(struct metrics *m, const char *version)
 
 void metrics_set_build_version(struct metrics *m, const char *version)
 {
-    if (!m)
-        return;
-    pthread_mutex_lock(&m->lock);
-    set_build_version_locked(m, version);
-    pthread_mutex_unlock(&m->lock);
+    WITH_LOCK(m, set_build_version_locked(m, version));
 }
 
 static void set_ready_locked(struct metrics *m, bool ready)
@@ -231,11 +238,7 @@ static void set_ready_locked(struct metrics *m, bool ready)
 
 void metrics_set_ready(struct metrics *m, bool ready)
 {
-    if (!m)
-        return;
-    pthread_mutex_lock(&m->lock);
-    set_ready_locked(m, ready);
-    pthread_mutex_unlock(&m->lock);
+    WITH_LOCK(m, set_ready_locked(m, ready));
 }
 
 static void reconcile_observed_locked(struct metrics *m, double seconds)
@@ -254,11 +257,7 @@ static void reconcile_observed_locked(struct metrics *m, double seconds)
 
 void metrics_reconcile_observed(struct metrics *m, double seconds)
 {
-    if (!m)
-        return;
-    pthread_mutex_lock(&m->lock);
-    reconcile_observed_locked(m, seconds);
-    pthread_mutex_unlock(&m->lock);
+    WITH_LOCK(m, reconcile_observed_locked(m, seconds));
 }
 
 /* What the rollout engine (rollout.c) says when it begins a rollback. */
@@ -310,11 +309,7 @@ static void rollout_event_locked(struct metrics *m, const char *service, const c
 void metrics_rollout_event(struct metrics *m, const char *service, const char *event,
                            const char *reason)
 {
-    if (!m)
-        return;
-    pthread_mutex_lock(&m->lock);
-    rollout_event_locked(m, service, event, reason);
-    pthread_mutex_unlock(&m->lock);
+    WITH_LOCK(m, rollout_event_locked(m, service, event, reason));
 }
 
 static const char *label_of(const struct metrics_version *v)
@@ -362,11 +357,7 @@ static void service_set_locked(struct metrics *m, const struct metrics_service *
 
 void metrics_service_set(struct metrics *m, const struct metrics_service *given)
 {
-    if (!m)
-        return;
-    pthread_mutex_lock(&m->lock);
-    service_set_locked(m, given);
-    pthread_mutex_unlock(&m->lock);
+    WITH_LOCK(m, service_set_locked(m, given));
 }
 
 static void service_remove_locked(struct metrics *m, const char *service)
@@ -385,11 +376,7 @@ static void service_remove_locked(struct metrics *m, const char *service)
 
 void metrics_service_remove(struct metrics *m, const char *service)
 {
-    if (!m)
-        return;
-    pthread_mutex_lock(&m->lock);
-    service_remove_locked(m, service);
-    pthread_mutex_unlock(&m->lock);
+    WITH_LOCK(m, service_remove_locked(m, service));
 }
 
 static void fetch_succeeded_locked(struct metrics *m, double unix_time)
@@ -402,11 +389,7 @@ static void fetch_succeeded_locked(struct metrics *m, double unix_time)
 
 void metrics_fetch_succeeded(struct metrics *m, double unix_time)
 {
-    if (!m)
-        return;
-    pthread_mutex_lock(&m->lock);
-    fetch_succeeded_locked(m, unix_time);
-    pthread_mutex_unlock(&m->lock);
+    WITH_LOCK(m, fetch_succeeded_locked(m, unix_time));
 }
 
 static void fetch_failed_locked(struct metrics *m)
@@ -419,11 +402,7 @@ static void fetch_failed_locked(struct metrics *m)
 
 void metrics_fetch_failed(struct metrics *m)
 {
-    if (!m)
-        return;
-    pthread_mutex_lock(&m->lock);
-    fetch_failed_locked(m);
-    pthread_mutex_unlock(&m->lock);
+    WITH_LOCK(m, fetch_failed_locked(m));
 }
 
 /* ---- the exposition format ---- */
