@@ -37,8 +37,14 @@
     X(event_base_new)                                                                              \
     X(event_free)                                                                                  \
     X(event_new)                                                                                   \
+    X(evconnlistener_disable)                                                                      \
+    X(evconnlistener_enable)                                                                       \
     X(evconnlistener_free)                                                                         \
+    X(evconnlistener_get_base)                                                                     \
+    X(event_base_once)                                                                             \
     X(evconnlistener_new)                                                                          \
+    X(evconnlistener_set_error_cb)                                                                 \
+    X(event_set_log_callback)                                                                      \
     X(evhttp_add_header)                                                                           \
     X(evhttp_bind_listener)                                                                        \
     X(evhttp_free)                                                                                 \
@@ -59,6 +65,8 @@ static struct {
 } ev;
 #undef EVENT_SLOT
 
+static void on_event_log(int severity, const char *message);
+
 static int event_load(char *err, size_t err_size)
 {
     static int loaded = 1; /* 1: not tried yet */
@@ -69,6 +77,8 @@ static int event_load(char *err, size_t err_size)
 #undef EVENT_SYMBOL
         loaded = lazy_lib_open(ROLLD_LIBEVENT_SONAME, symbols,
                                sizeof(symbols) / sizeof(symbols[0]), error, sizeof(error));
+        if (loaded == 0)
+            ev.event_set_log_callback(on_event_log);
     }
     if (loaded < 0)
         snprintf(err, err_size, "metrics: %s", error);
@@ -716,6 +726,35 @@ static void on_request(struct evhttp_request *request, void *userdata)
     ev.evhttp_send_reply(request, a.status, a.reason, NULL);
 }
 
+/* accept() failed (out of descriptors, most likely): libevent 2.1 would
+ * retry at once, in a loop, so the listener pauses for a second. evhttp 2.1
+ * has no connection limit (2.2 has); idle connections close after 10 s. */
+static void on_resume(evutil_socket_t fd, short what, void *listener)
+{
+    ev.evconnlistener_enable(listener);
+}
+
+static void on_accept_error(struct evconnlistener *listener, void *userdata)
+{
+    int error = errno;
+    ev.evconnlistener_disable(listener);
+    struct timeval pause = {1, 0};
+    ev.event_base_once(ev.evconnlistener_get_base(listener), -1, EV_TIMEOUT, on_resume, listener,
+                       &pause);
+    log_msg(LOG_WARNING, "metrics: cannot accept a connection: %s; trying again in 1 s",
+            strerror(error));
+}
+
+/* libevent's own messages, into the agent's log */
+static void on_event_log(int severity, const char *message)
+{
+    log_msg(severity >= EVENT_LOG_ERR    ? LOG_ERR
+            : severity >= EVENT_LOG_WARN ? LOG_WARNING
+            : severity >= EVENT_LOG_MSG  ? LOG_INFO
+                                         : LOG_DEBUG,
+            "metrics: %s", message);
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *userdata)
 {
     ev.event_base_loopbreak(userdata);
@@ -826,6 +865,7 @@ int metrics_open(const char *listen, struct metrics **out, char *err, size_t err
         m->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                     : ((struct sockaddr_in *)&bound)->sin_port);
     struct evconnlistener *listener = NULL;
+    errno = 0;
     if (pipe2(m->stop, O_CLOEXEC | O_NONBLOCK) < 0 || !(m->base = ev.event_base_new()) ||
         !(m->http = ev.evhttp_new(m->base)) ||
         !(m->stop_event = ev.event_new(m->base, m->stop[0], EV_READ, on_stop, m->base)) ||
@@ -835,14 +875,17 @@ int metrics_open(const char *listen, struct metrics **out, char *err, size_t err
                                                LEV_OPT_REUSEABLE,
                                            -1, fd)) ||
         !ev.evhttp_bind_listener(m->http, listener)) {
+        int saved = errno ? errno : ENOMEM;
         if (listener)
             ev.evconnlistener_free(listener);
         else
             close(fd);
-        snprintf(err, err_size, "metrics: cannot set up the HTTP server on %s", listen);
+        snprintf(err, err_size, "metrics: cannot set up the HTTP server on %s: %s", listen,
+                 strerror(saved));
         metrics_free(m);
-        return -ENOMEM;
+        return -saved;
     }
+    ev.evconnlistener_set_error_cb(listener, on_accept_error);
     /* a scraper's connection is kept (HTTP/1.1); an idle one closes after 10 s */
     ev.evhttp_set_timeout(m->http, 10);
     ev.evhttp_set_max_headers_size(m->http, 16384);
@@ -894,6 +937,7 @@ void metrics_free(struct metrics *m)
         ev.evhttp_free(m->http); /* with its listener and connections */
     if (m->stop_event)
         ev.event_free(m->stop_event);
+
     if (m->base)
         ev.event_base_free(m->base);
     for (int i = 0; i < 2; i++)

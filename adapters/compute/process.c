@@ -12,12 +12,14 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "capacity.h"
 #include "fd_limit.h"
 #include "health_probe.h"
+#include "log.h"
 #include "state.h"
 #include "http_client.h"
 
@@ -588,9 +590,14 @@ static void schedule_timer(struct replica *r, long long delay_ms)
     sd_event_now(r->backend->event, CLOCK_MONOTONIC, &now);
     uint64_t at = now + (uint64_t)(delay_ms < 0 ? 0 : delay_ms) * 1000;
     if (!r->timer) {
-        if (sd_event_add_time(r->backend->event, &r->timer, CLOCK_MONOTONIC, at, 1000, on_timer,
-                              r) < 0)
+        int e = sd_event_add_time(r->backend->event, &r->timer, CLOCK_MONOTONIC, at, 1000,
+                                  on_timer, r);
+        if (e < 0) {
+            r->timer = NULL;
+            log_msg(LOG_ERR, "%s: replica %s: cannot set a timer: %s", r->service, r->id,
+                    strerror(-e));
             return;
+        }
     } else {
         sd_event_source_set_time(r->timer, at);
     }
@@ -1461,7 +1468,10 @@ static void adopt(struct backend *b, const json_t *item)
              json_string_value(json_object_get(item, "identity")) ?: "");
     /* out of memory: the devices are not known, and the replica is let go
      * (adopted, it would share them) */
-    bool devices_lost = set_gpus(r, json_string_value(json_object_get(item, "gpus"))) < 0;
+    const char *devices = json_string_value(json_object_get(item, "gpus"));
+    if (devices && strlen(devices) > 255)
+        devices = NULL; /* not what this agent writes (64 devices at most) */
+    bool devices_lost = set_gpus(r, devices) < 0;
     r->pid = (pid_t)json_integer_value(json_object_get(item, "pid"));
     r->start_time = (unsigned long long)json_integer_value(json_object_get(item, "start_time"));
     r->port = (int)json_integer_value(json_object_get(item, "port"));

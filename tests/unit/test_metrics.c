@@ -1,6 +1,6 @@
 /* tests for reconciler/metrics.c: the series in the exposition format, and
- * the endpoint served from an sd-event loop the test drives itself (a
- * plain socket client on loopback, registered on the same loop). */
+ * the endpoint (served from its own thread) read by a plain socket client on
+ * loopback, registered on an sd-event loop the test drives itself. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <systemd/sd-event.h>
 #include <time.h>
@@ -681,6 +682,87 @@ static void test_many_scrapes(void **state)
     }
 }
 
+/* Lines of fd's file (from the start) that contain needle. */
+static int count_lines_with(int fd, const char *needle)
+{
+    char text[65536];
+    ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+    int count = 0;
+    text[n > 0 ? n : 0] = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p++)
+        count++;
+    return count;
+}
+
+/* Out of descriptors, accept() fails: the listener pauses a second and
+ * says so once, rather than retrying in a loop (libevent 2.1's default,
+ * which filled the log at 100,000 lines a second), and serves again once
+ * descriptors are free. */
+static void test_out_of_descriptors_pauses_accepting(void **state)
+{
+    struct fixture *f = *state;
+    struct rlimit saved;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    fflush(stderr);
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    int log_fd = fileno(log), stderr_copy = dup(2);
+    dup2(log_fd, 2);
+    /* room for the clients' sockets and nothing more: every other number
+     * below a lowered limit taken by /dev/null */
+    enum { CLIENTS = 6, FILLERS = 1024 };
+    struct rlimit low = {(rlim_t)FILLERS, saved.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    static int fillers[FILLERS];
+    int filled = 0, fd;
+    while (filled < FILLERS && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        fillers[filled++] = fd;
+    assert_true(filled > CLIENTS);
+    for (int i = 0; i < CLIENTS; i++)
+        close(fillers[--filled]);
+    /* the sockets first, then the connections: the server has none left */
+    int clients[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)metrics_port(f->m))};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int connected = 0;
+    for (int i = 0; i < CLIENTS; i++)
+        connected += clients[i] >= 0 && connect(clients[i], (struct sockaddr *)&addr,
+                                                sizeof(addr)) == 0;
+    long long start = monotonic_ms();
+    while (count_lines_with(log_fd, "accept") == 0 &&
+           monotonic_ms() - start < 5000) {
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    int first = count_lines_with(log_fd, "accept");
+    /* an observation window, not a wait for something: a loop would log
+     * thousands of lines in it */
+    struct timespec window = {1, 500 * 1000 * 1000};
+    nanosleep(&window, NULL);
+    int later = count_lines_with(log_fd, "accept");
+    for (int i = 0; i < CLIENTS; i++)
+        if (clients[i] >= 0)
+            close(clients[i]);
+    while (filled > 0)
+        close(fillers[--filled]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    fflush(stderr);
+    dup2(stderr_copy, 2);
+    close(stderr_copy);
+    fclose(log);
+    print_message("accept() errors logged: %d, then %d after 1.5 s\n", first, later);
+    assert_int_equal(connected, CLIENTS);
+    assert_true(first >= 1);
+    assert_true(later <= first + 3);
+    /* and it serves again */
+    struct http_reply reply = get(f, "GET", "/healthz");
+    assert_int_equal(reply.status, 503);
+    free(reply.body);
+}
+
 static void test_open_refuses_bad_addresses(void **state)
 {
     (void)state;
@@ -771,6 +853,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_slow_client_is_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_the_connection_is_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_scrapes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_descriptors_pauses_accepting, setup, teardown),
         cmocka_unit_test(test_open_refuses_bad_addresses),
         cmocka_unit_test_setup_teardown(test_open_reports_a_port_in_use, setup, teardown),
         cmocka_unit_test(test_open_ipv6_loopback),
