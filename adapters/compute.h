@@ -12,6 +12,7 @@
 #include "policy.h"
 #include "rollout.h"
 #include "spec.h"
+#include "state.h"
 
 #define COMPUTE_ADAPTER_VERSION 1
 
@@ -40,10 +41,10 @@ struct compute_adapter {
                         struct endpoint *out, size_t max);
     /* Starts the replicas that sync() recorded; call after the state is saved. */
     int (*launch_pending)(void *instance);
-    /* What the adapter keeps across restarts, as the JSON text (malloc'd,
-     * *length bytes) that the agent puts in its state file and hands back
-     * to the adapter on the next start. NULL: out of memory. */
-    char *(*state_text)(void *instance, size_t *length);
+    /* What the adapter keeps across restarts, as JSON text (an array)
+     * written into the agent's state file, which hands it back to the
+     * adapter on the next start. 0, or -ENOMEM (nothing is saved then). */
+    int (*state_write)(void *instance, struct state_writer *w);
     void (*free)(void *instance);
 };
 

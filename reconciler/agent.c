@@ -319,45 +319,35 @@ static void side_texts(const struct managed *m, const char *fills[2])
 
 static int save_state(struct agent *a)
 {
-    size_t replicas_length = 0;
-    char *replicas = a->compute.state_text(a->compute.instance, &replicas_length);
-    size_t size = replicas_length + 64;
-    for (size_t i = 0; replicas && i < a->count; i++) {
-        struct managed *m = &a->services[i];
-        if (!m->state_text && !(m->state_text = service_text(m))) {
-            free(replicas);
-            replicas = NULL;
-            break;
-        }
-        const char *fills[2];
-        side_texts(m, fills);
-        size += state_holes_copy(NULL, m->state_text, 0, strlen(m->state_text), &m->state_holes,
-                                 fills) +
-                1;
-    }
-    char *text = replicas ? malloc(size) : NULL;
-    int r = -ENOMEM;
-    if (text) {
+    /* written in pieces from the records kept (state_writer): no copy of
+     * the whole file is made in memory */
+    struct state_writer *w = state_writer_open(a->state_path);
+    int r = w ? 0 : -errno;
+    if (w) {
+        static const char head[] = "{\"format\":1,\"replicas\":";
+        static const char middle[] = ",\"services\":{";
+        state_writer_add(w, head, sizeof(head) - 1);
+        if ((r = a->compute.state_write(a->compute.instance, w)) < 0)
+            state_writer_fail(w, r);
+        state_writer_add(w, middle, sizeof(middle) - 1);
         /* keys in order, as JSON_SORT_KEYS would: a->services is sorted */
-        size_t n = (size_t)snprintf(text, size, "{\"format\":1,\"replicas\":");
-        memcpy(text + n, replicas, replicas_length);
-        n += replicas_length;
-        n += (size_t)snprintf(text + n, size - n, ",\"services\":{");
-        for (size_t i = 0; i < a->count; i++) {
-            const struct managed *m = &a->services[i];
+        for (size_t i = 0; r == 0 && i < a->count; i++) {
+            struct managed *m = &a->services[i];
+            if (!m->state_text && !(m->state_text = service_text(m))) {
+                state_writer_fail(w, r = -ENOMEM);
+                break;
+            }
             const char *fills[2];
             side_texts(m, fills);
-            size_t l = strlen(m->state_text);
             if (i)
-                text[n++] = ',';
-            n += state_holes_copy(text + n, m->state_text, 1, l - 1, &m->state_holes, fills);
+                state_writer_add(w, ",", 1);
+            /* {"name":{...}}: without its outer braces */
+            state_writer_add_holes(w, m->state_text, 1, strlen(m->state_text) - 1,
+                                   &m->state_holes, fills);
         }
-        text[n++] = '}';
-        text[n++] = '}';
-        r = state_store_save_text(a->state_path, text, n);
+        state_writer_add(w, "}}", 2);
+        r = state_writer_commit(w);
     }
-    free(text);
-    free(replicas);
     if (r < 0)
         log_warn("cannot save %s: %s", a->state_path, strerror(-r));
     return r;

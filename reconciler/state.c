@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int state_store_save(const char *path, const json_t *doc)
@@ -20,39 +21,118 @@ int state_store_save(const char *path, const json_t *doc)
 
 int state_store_save_text(const char *path, const char *text, size_t length)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
+    struct state_writer *w = state_writer_open(path);
+    if (!w)
         return -errno;
-    size_t done = 0;
-    int r = 0;
-    while (done < length) {
-        ssize_t n = write(fd, text + done, length - done);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            r = -errno;
-            break;
-        }
-        done += (size_t)n;
+    state_writer_add(w, text, length);
+    return state_writer_commit(w);
+}
+
+#define WRITER_PIECES 64
+
+struct state_writer {
+    char path[4096], tmp[4096];
+    int fd;
+    int error;
+    struct iovec pieces[WRITER_PIECES];
+    int count;
+};
+
+struct state_writer *state_writer_open(const char *path)
+{
+    struct state_writer *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    snprintf(w->path, sizeof(w->path), "%s", path);
+    snprintf(w->tmp, sizeof(w->tmp), "%s.tmp", path);
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (w->fd < 0) {
+        int saved = errno;
+        free(w);
+        errno = saved;
+        return NULL;
     }
-    if (r == 0 && fsync(fd) < 0)
+    return w;
+}
+
+static void writer_flush(struct state_writer *w)
+{
+    struct iovec *v = w->pieces;
+    int count = w->count;
+    w->count = 0;
+    while (count > 0 && !w->error) {
+        ssize_t n = writev(w->fd, v, count);
+        if (n < 0) {
+            if (errno != EINTR)
+                w->error = -errno;
+            continue;
+        }
+        /* a short write: on from where it stopped */
+        while (count > 0 && (size_t)n >= v->iov_len) {
+            n -= (ssize_t)v->iov_len;
+            v++;
+            count--;
+        }
+        if (count > 0) {
+            v->iov_base = (char *)v->iov_base + n;
+            v->iov_len -= (size_t)n;
+        }
+    }
+}
+
+void state_writer_add(struct state_writer *w, const char *data, size_t length)
+{
+    if (!length || w->error)
+        return;
+    if (w->count == WRITER_PIECES)
+        writer_flush(w);
+    w->pieces[w->count++] = (struct iovec){(void *)data, length};
+}
+
+void state_writer_add_holes(struct state_writer *w, const char *text, size_t from, size_t to,
+                            const struct state_holes *holes, const char *const fills[2])
+{
+    size_t at = from;
+    for (int k = 0; k < holes->count; k++) {
+        size_t start = holes->at[k], end = start + holes->length[k];
+        if (start < from || end > to)
+            continue;
+        const char *fill = fills[holes->fill[k]] ? fills[holes->fill[k]] : "null";
+        state_writer_add(w, text + at, start - at);
+        state_writer_add(w, fill, strlen(fill));
+        at = end;
+    }
+    state_writer_add(w, text + at, to - at);
+}
+
+void state_writer_fail(struct state_writer *w, int error)
+{
+    if (!w->error)
+        w->error = error < 0 ? error : -EIO;
+}
+
+int state_writer_commit(struct state_writer *w)
+{
+    writer_flush(w);
+    int r = w->error;
+    if (r == 0 && fsync(w->fd) < 0)
         r = -errno;
-    close(fd);
-    if (r == 0 && rename(tmp, path) < 0)
+    close(w->fd);
+    if (r == 0 && rename(w->tmp, w->path) < 0)
         r = -errno;
     if (r < 0) {
-        unlink(tmp);
+        unlink(w->tmp);
+        free(w);
         return r;
     }
     char dir_path[4096];
-    snprintf(dir_path, sizeof(dir_path), "%s", path);
+    snprintf(dir_path, sizeof(dir_path), "%s", w->path);
     int dir = open(dirname(dir_path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir >= 0) {
         fsync(dir);
         close(dir);
     }
+    free(w);
     return 0;
 }
 
@@ -144,28 +224,6 @@ void state_holes_find(const char *text, const char *key, struct state_holes *hol
         holes->fill[holes->count] = i;
         holes->count++;
     }
-}
-
-size_t state_holes_copy(char *out, const char *text, size_t from, size_t to,
-                        const struct state_holes *holes, const char *const fills[2])
-{
-    size_t n = 0, at = from;
-    for (int k = 0; k < holes->count; k++) {
-        size_t start = holes->at[k], end = start + holes->length[k];
-        if (start < from || end > to)
-            continue;
-        const char *fill = fills[holes->fill[k]] ? fills[holes->fill[k]] : "null";
-        size_t fill_length = strlen(fill);
-        if (out) {
-            memcpy(out + n, text + at, start - at);
-            memcpy(out + n + (start - at), fill, fill_length);
-        }
-        n += start - at + fill_length;
-        at = end;
-    }
-    if (out)
-        memcpy(out + n, text + at, to - at);
-    return n + (to - at);
 }
 
 static int side_from_json(struct side_state *side, const json_t *doc)

@@ -15,6 +15,23 @@
 int state_store_save(const char *path, const json_t *doc);
 /* The same with the document already encoded: length bytes of text. */
 int state_store_save_text(const char *path, const char *text, size_t length);
+/* A state file written in pieces (writev) from texts kept elsewhere,
+ * without the whole document in memory: the temporary file, then fsync,
+ * rename and the directory's fsync, as state_store_save. The pieces must
+ * stay valid until state_writer_commit. */
+struct state_writer;
+struct state_holes;
+/* NULL with errno set when the temporary file cannot be made. */
+struct state_writer *state_writer_open(const char *path);
+void state_writer_add(struct state_writer *w, const char *data, size_t length);
+/* text[from, to) with its holes filled by fills[i] ("null" for a NULL one). */
+void state_writer_add_holes(struct state_writer *w, const char *text, size_t from, size_t to,
+                            const struct state_holes *holes, const char *const fills[2]);
+/* Marks the write failed (error: a negative errno): commit will not rename. */
+void state_writer_fail(struct state_writer *w, int error);
+/* Writes what is left and puts the file in place; frees w. 0 or -errno. */
+int state_writer_commit(struct state_writer *w);
+
 /* Reads path; *doc is NULL when the file does not exist. Returns 0 or -errno. */
 int state_store_load(const char *path, json_t **doc);
 
@@ -39,11 +56,6 @@ struct state_holes {
 
 /* The holes `"<key>":STATE_HOLE(0|1)` in text, in the order they come. */
 void state_holes_find(const char *text, const char *key, struct state_holes *holes);
-
-/* Copies text[from, to) with its holes filled by fills[i] (text, without
- * NUL) to out, or only measures it when out is NULL; returns the length. */
-size_t state_holes_copy(char *out, const char *text, size_t from, size_t to,
-                        const struct state_holes *holes, const char *const fills[2]);
 
 /* The same as service_state_to_json with each used side's spec doc left
  * out: STATE_HOLE(side) in its place (key "doc"). */

@@ -1388,38 +1388,26 @@ static const char *replica_text(struct replica *r)
 
 /* The replicas as a JSON array, from each replica's kept record: a save
  * costs what changed, plus copying the rest. */
-static char *process_state_text(void *instance, size_t *length)
+static int process_state_write(void *instance, struct state_writer *w)
 {
     struct backend *b = instance;
-    size_t size = 3;
-    for (size_t i = 0; i < b->count; i++) {
-        struct replica *r = b->replicas[i];
-        const char *text = r->state == REPLICA_GONE ? NULL : replica_text(r);
-        if (r->state != REPLICA_GONE && !text)
-            return NULL;
-        const char *fills[2] = {r->launch, NULL};
-        size += text ? state_holes_copy(NULL, text, 0, strlen(text), &r->saved_holes, fills) + 1
-                     : 0;
-    }
-    char *out = malloc(size);
-    if (!out)
-        return NULL;
-    size_t n = 0;
-    out[n++] = '[';
+    bool first = true;
+    state_writer_add(w, "[", 1);
     for (size_t i = 0; i < b->count; i++) {
         struct replica *r = b->replicas[i];
         if (r->state == REPLICA_GONE)
             continue;
-        if (n > 1)
-            out[n++] = ',';
+        const char *text = replica_text(r);
+        if (!text)
+            return -ENOMEM;
+        if (!first)
+            state_writer_add(w, ",", 1);
+        first = false;
         const char *fills[2] = {r->launch, NULL};
-        n += state_holes_copy(out + n, r->saved_text, 0, strlen(r->saved_text), &r->saved_holes,
-                              fills);
+        state_writer_add_holes(w, text, 0, strlen(text), &r->saved_holes, fills);
     }
-    out[n++] = ']';
-    out[n] = 0;
-    *length = n;
-    return out;
+    state_writer_add(w, "]", 1);
+    return 0;
 }
 
 static void process_free(void *instance)
@@ -1626,7 +1614,7 @@ int process_backend_new(sd_event *event, const struct process_config *config,
         .count_ready = process_count_ready,
         .endpoints = process_endpoints,
         .launch_pending = process_launch_pending,
-        .state_text = process_state_text,
+        .state_write = process_state_write,
         .free = process_free,
     };
     (void)wall_ms;

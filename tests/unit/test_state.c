@@ -424,6 +424,41 @@ static void test_store_save_load(void **state)
 /* A record kept with its sides' docs left out, filled at each save with the
  * specs' texts, is byte for byte the record written whole; a string that
  * spells a hole is not taken for one. */
+/* Many pieces (more than one writev takes at a time), in order. */
+static void test_writer_many_pieces(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/state.json", dir);
+    static char digits[1000];
+    struct state_writer *w = state_writer_open(path);
+    assert_non_null(w);
+    for (int i = 0; i < 1000; i++) {
+        digits[i] = (char)('0' + i % 10);
+        state_writer_add(w, &digits[i], 1);
+        state_writer_add(w, "", 0);
+    }
+    assert_int_equal(state_writer_commit(w), 0);
+    char *text = NULL;
+    size_t length = 0;
+    assert_int_equal(source_read_file(path, 1 << 20, &text, &length), 0);
+    assert_int_equal(length, 1000);
+    assert_memory_equal(text, digits, 1000);
+    free(text);
+    /* a failed write leaves the file as it was */
+    w = state_writer_open(path);
+    assert_non_null(w);
+    state_writer_add(w, "x", 1);
+    state_writer_fail(w, -ENOMEM);
+    assert_int_equal(state_writer_commit(w), -ENOMEM);
+    assert_int_equal(source_read_file(path, 1 << 20, &text, &length), 0);
+    assert_int_equal(length, 1000);
+    free(text);
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    assert_int_equal(access(tmp, F_OK), -1);
+}
+
 static void test_holes_filled_are_the_whole_record(void **state)
 {
     (void)state;
@@ -439,17 +474,25 @@ static void test_holes_filled_are_the_whole_record(void **state)
     state_holes_find(holed, "doc", &holes);
     assert_int_equal(holes.count, 2);
     const char *fills[2] = {s->sides[0].spec->text, s->sides[1].spec->text};
-    size_t length = state_holes_copy(NULL, holed, 0, strlen(holed), &holes, fills);
-    assert_int_equal(length, strlen(whole));
-    char *filled = calloc(1, length + 1);
-    assert_int_equal(state_holes_copy(filled, holed, 0, strlen(holed), &holes, fills), length);
-    assert_string_equal(filled, whole);
-    /* a part of it, as the agent copies an entry without its braces */
-    size_t inner = state_holes_copy(NULL, holed, 1, strlen(holed) - 1, &holes, fills);
-    assert_int_equal(inner, strlen(whole) - 2);
-    memset(filled, 0, length + 1);
-    state_holes_copy(filled, holed, 1, strlen(holed) - 1, &holes, fills);
-    assert_memory_equal(filled, whole + 1, inner);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/state.json", dir);
+    for (int part = 0; part < 2; part++) {
+        /* whole, and as the agent writes an entry: without its outer braces */
+        struct state_writer *w = state_writer_open(path);
+        assert_non_null(w);
+        if (part)
+            state_writer_add(w, "{", 1);
+        state_writer_add_holes(w, holed, part, strlen(holed) - part, &holes, fills);
+        if (part)
+            state_writer_add(w, "}", 1);
+        assert_int_equal(state_writer_commit(w), 0);
+        char *filled = NULL;
+        size_t length = 0;
+        assert_int_equal(source_read_file(path, 1 << 20, &filled, &length), 0);
+        assert_int_equal(length, strlen(whole));
+        assert_string_equal(filled, whole);
+        free(filled);
+    }
     /* one side unused: one hole */
     spec_free(s->sides[0].spec);
     free(s->sides[0].file);
@@ -462,7 +505,6 @@ static void test_holes_filled_are_the_whole_record(void **state)
     assert_int_equal(holes.fill[0], 1);
     free(one_text);
     json_decref(one);
-    free(filled);
     free(whole);
     free(holed);
     json_decref(whole_doc);
@@ -503,7 +545,9 @@ int main(void)
         cmocka_unit_test(test_refuses_inconsistent_states),
         cmocka_unit_test(test_store_save_load),
         cmocka_unit_test(test_store_errors),
-        cmocka_unit_test(test_holes_filled_are_the_whole_record),
+        cmocka_unit_test_setup_teardown(test_writer_many_pieces, store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_holes_filled_are_the_whole_record, store_setup,
+                                        store_teardown),
     };
     return cmocka_run_group_tests_name("state", tests, store_setup, store_teardown);
 }
