@@ -245,11 +245,15 @@ static void refresh_specs(struct managed *m)
             continue;
         spec_free(m->specs[i]);
         spec_free(m->sides_seen[i]);
+        if (spec)
+            spec_compact(spec); /* read back from the state file: a document until now */
         m->sides_seen[i] = spec_ref(spec);
         /* a copy when the autoscaler will set counts in it: the side's spec
          * is shared with the source's snapshot */
         m->specs[i] = spec && spec_autoscales(spec) ? spec_with_file(spec, spec->file)
                                                     : spec_ref(spec);
+        if (m->specs[i])
+            spec_compact(m->specs[i]);
         changed = true;
     }
     if (changed)
@@ -308,13 +312,17 @@ static void mark_dirty(struct agent *a, struct managed *m)
     m->state_text = NULL;
 }
 
-/* What fills a service entry's holes: each used side's spec text. */
-static void side_texts(const struct managed *m, const char *fills[2])
+/* What fills a service entry's holes: each used side's spec text. false
+ * when one cannot be made (out of memory). */
+static bool side_texts(const struct managed *m, const char *fills[2])
 {
     for (int i = 0; i < 2; i++) {
         const struct side_state *side = &m->state->sides[i];
-        fills[i] = side->used && side->spec ? side->spec->text : NULL;
+        fills[i] = side->used && side->spec ? spec_text(side->spec) : NULL;
+        if (side->used && !fills[i])
+            return false;
     }
+    return true;
 }
 
 static int save_state(struct agent *a)
@@ -338,7 +346,10 @@ static int save_state(struct agent *a)
                 break;
             }
             const char *fills[2];
-            side_texts(m, fills);
+            if (!side_texts(m, fills)) {
+                state_writer_fail(w, r = -ENOMEM);
+                break;
+            }
             if (i)
                 state_writer_add(w, ",", 1);
             /* {"name":{...}}: without its outer braces */
@@ -1063,6 +1074,14 @@ static void reload_snapshot(struct agent *a)
             log_line("%s:%d:%d: %s%s%s", d->file, d->line, d->column, d->field,
                      d->field[0] ? ": " : "", d->message);
         }
+    /* the agent keeps specs as text (spec_compact); an entry taken over
+     * from the last snapshot is compact already */
+    for (size_t i = 0; i < next.count; i++)
+        if (next.entries[i].spec)
+            spec_compact(next.entries[i].spec);
+    for (size_t i = 0; i < trusted.count; i++)
+        if (trusted.entries[i].spec)
+            spec_compact(trusted.entries[i].spec);
     snapshot_clear(&a->snapshot);
     a->snapshot = next;
     snapshot_clear(&a->trusted);
@@ -1703,11 +1722,15 @@ int agent_run(const struct agent_config *given)
     sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
-    /* A fixed mmap threshold: by default glibc raises it to the size of each
-     * large block freed (a scrape's 1.5 MB text, a state file's), and the
-     * next ones then come from the heap and stay in the RSS until a trim;
-     * mmapped, they go back to the system when freed. */
-    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    /* Fixed thresholds: by default glibc raises the mmap threshold to the
+     * size of each large block freed (a scrape's 1.5 MB text), and the next
+     * ones then come from the heap and stay in the RSS until a trim; blocks
+     * of a mebibyte and more are mmapped and go back when freed. Below it,
+     * libgit2's buffers of a fetch are reused from the heap (at 128 KiB each
+     * fetch mapped and faulted them in again). The heap's top is given back
+     * by trim_heap(), not by every free() over 128 KiB. */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
 
     json_t *replicas = NULL;
     if ((r = sd_event_default(&a->event)) < 0 || (r = load_state(a, &replicas)) < 0)

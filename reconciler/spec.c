@@ -1,5 +1,6 @@
 #include "spec.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -761,12 +762,38 @@ static void hash_value(struct canonical_hash *h, const json_t *value, enum canon
 
 json_t *spec_doc(const struct service_spec *spec)
 {
-    return json_loads(spec->text, 0, NULL);
+    if (spec->doc)
+        return json_incref(spec->doc);
+    return spec->text ? json_loads(spec->text, 0, NULL) : NULL;
+}
+
+const char *spec_text(const struct service_spec *spec)
+{
+    if (!spec->text && spec->doc)
+        ((struct service_spec *)spec)->text = spec_canonical_text(spec->doc); /* a memo */
+    return spec->text;
+}
+
+int spec_compact(struct service_spec *spec)
+{
+    if (!spec->doc)
+        return 0;
+    if (!spec_text(spec))
+        return -ENOMEM;
+    json_decref(spec->doc);
+    spec->doc = NULL;
+    return 0;
 }
 
 bool spec_same(const struct service_spec *a, const struct service_spec *b)
 {
-    return a == b || !strcmp(a->text, b->text);
+    if (a == b)
+        return true;
+    /* json_equal on objects ignores key order, as the sorted texts do */
+    if (a->doc && b->doc)
+        return json_equal(a->doc, b->doc);
+    const char *x = spec_text(a), *y = spec_text(b);
+    return x && y && !strcmp(x, y);
 }
 
 /* All but rollout: a shallow copy sharing doc's values. */
@@ -783,10 +810,11 @@ static json_t *version_doc_of(json_t *doc)
 
 json_t *spec_version_doc(const struct service_spec *spec)
 {
+    if (spec->doc)
+        return version_doc_of(spec->doc); /* a copy: the spec's own is shared */
     json_t *doc = spec_doc(spec);
-    if (!doc)
-        return NULL;
-    json_object_del(doc, "rollout");
+    if (doc)
+        json_object_del(doc, "rollout"); /* parsed for this caller alone */
     return doc;
 }
 
@@ -844,10 +872,9 @@ static struct service_spec *spec_from_doc_steal(json_t *doc, const char *file, s
         return NULL;
     }
     spec->refs = 1;
+    spec->doc = doc;
     spec->file = strdup(file);
-    bool made = spec->file && fill_typed(spec, doc) == 0 && hash_version(spec, doc) &&
-                (spec->text = spec_canonical_text(doc));
-    json_decref(doc);
+    bool made = spec->file && fill_typed(spec, doc) == 0 && hash_version(spec, doc);
     if (!made) {
         spec_free(spec);
         if (diag)
@@ -906,6 +933,7 @@ void spec_free(struct service_spec *spec)
     free(spec->version_name);
     free(spec->rollout.policy);
     free(spec->backend);
+    json_decref(spec->doc);
     free(spec->text);
     free(spec->http_host);
     free(spec);

@@ -3,11 +3,13 @@
  *
  * spec_parse() turns the text of one file into a struct service_spec, or
  * records every error (file:line:column, field path, message) and returns
- * NULL. The spec keeps its canonical JSON document as text, `text`:
- * everything the file says with defaults filled in, compact, keys sorted
- * (about 700 bytes where the parsed document would take 6 KB, and an agent
- * keeps one per service); spec_doc() parses it again for what needs the
- * whole document (a replica's launch, a plan's diff, the state file). The
+ * NULL. The spec keeps its canonical JSON document: everything the file
+ * says with defaults filled in. Parsed, it is a jansson tree (`doc`, about
+ * 6 KB); spec_compact() turns it into its text (`text`: compact, keys
+ * sorted, about 700 bytes), which is what an agent keeping one spec per
+ * service holds. spec_doc() gives the document either way, for what needs
+ * all of it (a replica's launch, a plan's diff, the state file); a one-shot
+ * `rolld plan` never pays for the text. The
  * part that makes a version (everything but the rollout section,
  * spec_version_doc()) is hashed into `version`. Typed fields below are read
  * from the document for the planner and the agent.
@@ -70,7 +72,8 @@ struct service_spec {
     char *name;
     char *version_name; /* NULL when not set */
     char version[17];   /* hash of spec_version_doc(), 16 hex digits */
-    char *text;         /* the canonical document: spec_canonical_text() */
+    json_t *doc;        /* the canonical document, NULL once compacted */
+    char *text;         /* or its text (spec_canonical_text()); NULL until made */
     char *http_host;    /* http_options.host, NULL when not set */
     struct rollout_spec rollout;
     char *backend; /* "process", "ray", ... */
@@ -90,9 +93,16 @@ void spec_free(struct service_spec *spec);
 /* Takes another reference; returns spec. */
 struct service_spec *spec_ref(struct service_spec *spec);
 
-/* The canonical document, parsed from text; caller decrefs. NULL when out
- * of memory. */
+/* The canonical document (a new reference to the spec's own, or parsed from
+ * the text): read it, never change it; caller decrefs. NULL when out of
+ * memory. */
 json_t *spec_doc(const struct service_spec *spec);
+
+/* The canonical document's text, made on first use; NULL when out of memory. */
+const char *spec_text(const struct service_spec *spec);
+
+/* Keeps the document as text only. 0, or -ENOMEM (the spec is unchanged). */
+int spec_compact(struct service_spec *spec);
 
 /* Whether two specs say the same, rollout section included. */
 bool spec_same(const struct service_spec *a, const struct service_spec *b);

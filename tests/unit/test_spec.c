@@ -121,7 +121,7 @@ static void test_document_kept_as_text(void **state)
     json_t *doc = spec_doc(spec);
     assert_non_null(doc);
     char *again = spec_canonical_text(doc);
-    assert_string_equal(again, spec->text);
+    assert_string_equal(again, spec_text(spec));
     free(again);
     json_t *config = json_object_get(
         json_array_get(json_object_get(json_array_get(json_object_get(doc, "applications"), 0),
@@ -139,8 +139,19 @@ static void test_document_kept_as_text(void **state)
     json_decref(doc);
     assert_non_null(back);
     assert_string_equal(back->version, spec->version);
-    assert_string_equal(back->text, spec->text);
+    assert_string_equal(spec_text(back), spec_text(spec));
     assert_true(spec_same(back, spec));
+    /* compacted: the text alone, the same document, the same spec */
+    assert_non_null(back->doc);
+    assert_int_equal(spec_compact(back), 0);
+    assert_null(back->doc);
+    assert_string_equal(back->text, spec_text(spec));
+    assert_true(spec_same(back, spec) && spec_same(spec, back));
+    json_t *reparsed = spec_doc(back), *original = spec_doc(spec);
+    assert_true(json_equal(reparsed, original));
+    json_decref(reparsed);
+    json_decref(original);
+    assert_int_equal(spec_compact(back), 0); /* twice is once */
     struct service_spec *moved = spec_with_file(spec, "moved.yaml");
     assert_string_equal(moved->file, "moved.yaml");
     assert_string_equal(moved->version, spec->version);

@@ -124,7 +124,7 @@ static void expect_same_state(const struct service_state *a, const struct servic
         if (!x->used)
             continue;
         assert_string_equal(x->version, y->version);
-        assert_string_equal(x->spec->text, y->spec->text);
+        assert_string_equal(spec_text(x->spec), spec_text(y->spec));
         assert_string_equal(x->spec->version, y->spec->version);
         assert_string_equal(x->file, y->file);
         assert_int_equal(x->capacity, y->capacity);
@@ -473,7 +473,7 @@ static void test_holes_filled_are_the_whole_record(void **state)
     struct state_holes holes;
     state_holes_find(holed, "doc", &holes);
     assert_int_equal(holes.count, 2);
-    const char *fills[2] = {s->sides[0].spec->text, s->sides[1].spec->text};
+    const char *fills[2] = {spec_text(s->sides[0].spec), spec_text(s->sides[1].spec)};
     char path[512];
     snprintf(path, sizeof(path), "%s/state.json", dir);
     for (int part = 0; part < 2; part++) {
