@@ -419,7 +419,7 @@ cpu_ticks() {
 }
 # run time in ns of all the process's threads (/proc/PID/schedstat is the
 # main thread's alone; the metrics endpoint has a thread of its own)
-run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ n += $1 } END { printf "%d\n", n }'; }
+run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ n += $1 } END { printf "%.0f\n", n }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # ---- part 1: idle cost with SERVICES services ----
