@@ -85,6 +85,7 @@ static int event_load(char *err, size_t err_size)
 }
 
 #include "log.h"
+#include "text_buffer.h"
 
 /* Upper bounds of the reconcile histogram's buckets, in seconds: a pass is
  * a few milliseconds when nothing moves, up to seconds when many processes
@@ -418,70 +419,6 @@ void metrics_fetch_failed(struct metrics *m)
 /* ---- the exposition format ---- */
 
 /* Shortest text that reads back as the same double; +Inf, -Inf, NaN. */
-/* The text being rendered: a buffer grown as needed (stdio's memstream
- * cost a microsecond a line, a third of a scrape of 1,000 services). */
-struct out {
-    char *text;
-    size_t length, capacity;
-    bool failed;
-};
-
-static void out_write(struct out *o, const char *data, size_t length)
-{
-    if (o->failed)
-        return;
-    if (o->length + length + 1 > o->capacity) {
-        size_t capacity = o->capacity ? o->capacity : 4096;
-        while (o->length + length + 1 > capacity)
-            capacity *= 2;
-        char *grown = realloc(o->text, capacity);
-        if (!grown) {
-            o->failed = true;
-            return;
-        }
-        o->text = grown;
-        o->capacity = capacity;
-    }
-    memcpy(o->text + o->length, data, length);
-    o->length += length;
-    o->text[o->length] = 0;
-}
-
-static void out_puts(struct out *o, const char *text)
-{
-    out_write(o, text, strlen(text));
-}
-
-static void out_putc(struct out *o, char c)
-{
-    out_write(o, &c, 1);
-}
-
-static void out_ull(struct out *o, unsigned long long v)
-{
-    char digits[24];
-    size_t n = sizeof(digits);
-    do {
-        digits[--n] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    out_write(o, digits + n, sizeof(digits) - n);
-}
-
-__attribute__((format(printf, 2, 3))) static void out_printf(struct out *o, const char *fmt, ...)
-{
-    char text[512];
-    va_list args;
-    va_start(args, fmt);
-    int n = vsnprintf(text, sizeof(text), fmt, args);
-    va_end(args);
-    if (n < 0 || (size_t)n >= sizeof(text)) {
-        o->failed = true;
-        return;
-    }
-    out_write(o, text, (size_t)n);
-}
-
 static void format_number(char *text, size_t size, double v)
 {
     if (isnan(v))
@@ -496,11 +433,11 @@ static void format_number(char *text, size_t size, double v)
         }
 }
 
-static void put_number(struct out *f, double v)
+static void put_number(struct text *f, double v)
 {
     char text[40];
     format_number(text, sizeof(text), v);
-    out_puts(f, text);
+    text_puts(f, text);
 }
 
 /* Length of the valid UTF-8 sequence at s, 0 when it is not one. */
@@ -531,29 +468,29 @@ static size_t utf8_length(const unsigned char *s)
 
 /* A label value: backslash, double quote and newline escaped; a byte that
  * is not UTF-8 (Prometheus refuses the whole scrape for one) becomes U+FFFD. */
-static void put_label_value(struct out *f, const char *value)
+static void put_label_value(struct text *f, const char *value)
 {
     const unsigned char *s = (const unsigned char *)value;
     /* the plain ASCII run at the start (all of most values) in one piece */
     size_t plain = 0;
     while (s[plain] && s[plain] < 0x80 && s[plain] != '\\' && s[plain] != '"' && s[plain] != '\n')
         plain++;
-    out_write(f, value, plain);
+    text_append(f, value, plain);
     s += plain;
     while (*s) {
         if (*s == '\\' || *s == '"') {
-            out_putc(f, '\\');
-            out_putc(f, (char)*s++);
+            text_putc(f, '\\');
+            text_putc(f, (char)*s++);
         } else if (*s == '\n') {
-            out_puts(f, "\\n");
+            text_puts(f, "\\n");
             s++;
         } else {
             size_t n = utf8_length(s);
             if (n == 0) {
-                out_puts(f, "\xef\xbf\xbd");
+                text_puts(f, "\xef\xbf\xbd");
                 s++;
             } else {
-                out_write(f, (const char *)s, n);
+                text_append(f, (const char *)s, n);
                 s += n;
             }
         }
@@ -563,47 +500,55 @@ static void put_label_value(struct out *f, const char *value)
 /* name{k="v",...} for label pairs given as (key, value) strings, ended by
  * LABELS_END (a typed null pointer, as execl's list is) */
 #define LABELS_END ((const char *)NULL)
-static void put_series(struct out *f, const char *name, ...)
+static void put_series(struct text *f, const char *name, ...)
 {
     va_list args;
     va_start(args, name);
-    out_puts(f, name);
+    text_puts(f, name);
     const char *key = va_arg(args, const char *);
     for (const char *separator = "{"; key; separator = ",") {
-        out_puts(f, separator);
-        out_puts(f, key);
-        out_puts(f, "=\"");
+        text_puts(f, separator);
+        text_puts(f, key);
+        text_puts(f, "=\"");
         put_label_value(f, va_arg(args, const char *));
-        out_putc(f, '"');
+        text_putc(f, '"');
         key = va_arg(args, const char *);
         if (!key)
-            out_putc(f, '}');
+            text_putc(f, '}');
     }
     va_end(args);
-    out_putc(f, ' ');
+    text_putc(f, ' ');
 }
 
-static void put_family(struct out *f, const char *name, const char *type, const char *help)
+static void put_family(struct text *f, const char *name, const char *type, const char *help)
 {
-    out_printf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    text_puts(f, "# HELP ");
+    text_puts(f, name);
+    text_putc(f, ' ');
+    text_puts(f, help);
+    text_puts(f, "\n# TYPE ");
+    text_puts(f, name);
+    text_putc(f, ' ');
+    text_puts(f, type);
+    text_putc(f, '\n');
 }
 
-static void render_rollouts(struct out *f, const struct metrics *m)
+static void render_rollouts(struct text *f, const struct metrics *m)
 {
     put_family(f, "rolld_rollouts_started_total", "counter",
                "Canary rollouts started, by service.");
     for (size_t i = 0; i < m->service_count; i++) {
         put_series(f, "rolld_rollouts_started_total", "service", m->services[i]->name, LABELS_END);
-        out_ull(f, m->services[i]->started);
-        out_putc(f, '\n');
+        text_ull(f, m->services[i]->started);
+        text_putc(f, '\n');
     }
     put_family(f, "rolld_rollouts_completed_total", "counter",
                "Canary rollouts completed (the canary promoted to primary), by service.");
     for (size_t i = 0; i < m->service_count; i++) {
         put_series(f, "rolld_rollouts_completed_total", "service", m->services[i]->name,
                    LABELS_END);
-        out_ull(f, m->services[i]->completed);
-        out_putc(f, '\n');
+        text_ull(f, m->services[i]->completed);
+        text_putc(f, '\n');
     }
     put_family(f, "rolld_rollouts_rolled_back_total", "counter",
                "Rollbacks of canary rollouts begun, by service and reason.");
@@ -611,14 +556,14 @@ static void render_rollouts(struct out *f, const struct metrics *m)
         for (int r = 0; r < REASON_COUNT; r++) {
             put_series(f, "rolld_rollouts_rolled_back_total", "service", m->services[i]->name,
                        "reason", reason_labels[r], LABELS_END);
-            out_ull(f, m->services[i]->rolled_back[r]);
-        out_putc(f, '\n');
+            text_ull(f, m->services[i]->rolled_back[r]);
+        text_putc(f, '\n');
         }
 }
 
 enum version_field { FIELD_TRAFFIC, FIELD_DESIRED, FIELD_READY };
 
-static void render_versions(struct out *f, const struct metrics *m, const char *name,
+static void render_versions(struct text *f, const struct metrics *m, const char *name,
                             const char *help, enum version_field field)
 {
     put_family(f, name, "gauge", help);
@@ -632,30 +577,30 @@ static void render_versions(struct out *f, const struct metrics *m, const char *
                         : field == FIELD_DESIRED ? v->replicas_desired
                                                  : v->replicas_ready;
             if (value < 0) {
-                out_putc(f, '-');
+                text_putc(f, '-');
                 value = -value;
             }
-            out_ull(f, (unsigned long long)value);
-            out_putc(f, '\n');
+            text_ull(f, (unsigned long long)value);
+            text_putc(f, '\n');
         }
     }
 }
 
 static char *render_locked(const struct metrics *m, size_t *length)
 {
-    struct out out = {0}, *f = &out;
+    struct text out = {0}, *f = &out;
     /* one allocation of the last scrape's size (and a little more): at
      * 1,000 services a mebibyte or two, mmapped and given back at once */
     if (m->last_length) {
         out.capacity = m->last_length + m->last_length / 8 + 4096;
-        if (!(out.text = malloc(out.capacity)))
+        if (!(out.data = malloc(out.capacity)))
             return NULL;
-        out.text[0] = 0;
+        out.data[0] = 0;
     }
     put_family(f, "rolld_build_info", "gauge", "The running rolld's version; always 1.");
     put_series(f, "rolld_build_info", "version", m->build_version ? m->build_version : "",
                LABELS_END);
-    out_puts(f, "1\n");
+    text_puts(f, "1\n");
 
     put_family(f, "rolld_reconcile_duration_seconds", "histogram",
                "Time one reconcile pass over every service took.");
@@ -665,12 +610,12 @@ static char *render_locked(const struct metrics *m, size_t *length)
         format_number(bound, sizeof(bound), i < DURATION_BUCKETS ? duration_bounds[i] : INFINITY);
         cumulative += m->duration_buckets[i];
         put_series(f, "rolld_reconcile_duration_seconds_bucket", "le", bound, LABELS_END);
-        out_ull(f, cumulative);
-        out_putc(f, '\n');
+        text_ull(f, cumulative);
+        text_putc(f, '\n');
     }
-    out_puts(f, "rolld_reconcile_duration_seconds_sum ");
+    text_puts(f, "rolld_reconcile_duration_seconds_sum ");
     put_number(f, m->duration_sum);
-    out_printf(f, "\nrolld_reconcile_duration_seconds_count %llu\n", m->duration_count);
+    text_printf(f, "\nrolld_reconcile_duration_seconds_count %llu\n", m->duration_count);
 
     render_rollouts(f, m);
 
@@ -681,7 +626,7 @@ static char *render_locked(const struct metrics *m, size_t *length)
         for (int p = 0; s->has_phase && p < PHASE_COUNT; p++) {
             put_series(f, "rolld_service_phase", "service", s->name, "phase",
                        service_phase_name((enum service_phase)p), LABELS_END);
-            out_puts(f, s->phase == (enum service_phase)p ? "1\n" : "0\n");
+            text_puts(f, s->phase == (enum service_phase)p ? "1\n" : "0\n");
         }
     }
     render_versions(f, m, "rolld_traffic_percent",
@@ -699,22 +644,22 @@ static char *render_locked(const struct metrics *m, size_t *length)
             put_family(f, "rolld_source_last_fetch_success_timestamp_seconds", "gauge",
                        "When the last fetch of the Git source worked, in seconds since the "
                        "epoch.");
-            out_puts(f, "rolld_source_last_fetch_success_timestamp_seconds ");
+            text_puts(f, "rolld_source_last_fetch_success_timestamp_seconds ");
             put_number(f, m->fetch_time);
-            out_putc(f, '\n');
+            text_putc(f, '\n');
         }
         put_family(f, "rolld_source_fetch_failures_total", "counter",
                    "Fetches of the Git source that failed.");
-        out_printf(f, "rolld_source_fetch_failures_total %llu\n", m->fetch_failures);
+        text_printf(f, "rolld_source_fetch_failures_total %llu\n", m->fetch_failures);
     }
-    if (out.failed || !out.text) {
-        free(out.text);
+    size_t rendered = out.length;
+    char *text = text_finish(&out);
+    if (!text)
         return NULL;
-    }
-    ((struct metrics *)m)->last_length = out.length; /* a memo, under the lock */
+    ((struct metrics *)m)->last_length = rendered; /* a memo, under the lock */
     if (length)
-        *length = out.length;
-    return out.text;
+        *length = rendered;
+    return text;
 }
 
 char *metrics_render(const struct metrics *m, size_t *length)

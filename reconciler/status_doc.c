@@ -9,6 +9,7 @@
 #include "decode.h"
 #include "error.h"
 #include "status.h"
+#include "text_buffer.h"
 #include "yaml_tree.h"
 
 /* The Last error cell holds this many characters, "…" included; the section
@@ -16,70 +17,6 @@
 #define STATUS_CELL_MAX_CHARS 120
 /* Version ids and commits are shown by their first characters, as git does. */
 #define STATUS_SHORT_ID_CHARS 8
-
-/* A growing text; after a failed allocation every append is a no-op and
- * text_finish() returns NULL, so callers check once at the end. */
-struct text {
-    char *data;
-    size_t length, capacity;
-    bool failed;
-};
-
-static void text_append(struct text *t, const char *s, size_t n)
-{
-    if (t->failed)
-        return;
-    if (t->length + n + 1 > t->capacity) {
-        size_t capacity = t->capacity ? t->capacity : 1024;
-        while (capacity < t->length + n + 1)
-            capacity *= 2;
-        char *grown = realloc(t->data, capacity);
-        if (!grown) {
-            t->failed = true;
-            return;
-        }
-        t->data = grown;
-        t->capacity = capacity;
-    }
-    memcpy(t->data + t->length, s, n);
-    t->length += n;
-    t->data[t->length] = 0;
-}
-
-static void text_puts(struct text *t, const char *s)
-{
-    text_append(t, s, strlen(s));
-}
-
-static void text_putc(struct text *t, char c)
-{
-    text_append(t, &c, 1);
-}
-
-static void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void text_printf(struct text *t, const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    /* only short formatted pieces (numbers, fixed words) come through here */
-    if (n < 0 || (size_t)n >= sizeof(buf)) {
-        t->failed = true;
-        return;
-    }
-    text_append(t, buf, (size_t)n);
-}
-
-static char *text_finish(struct text *t)
-{
-    if (t->failed || !t->data) {
-        free(t->data);
-        return NULL;
-    }
-    return t->data;
-}
 
 static const char *doc_string(const json_t *object, const char *key)
 {
