@@ -232,7 +232,7 @@ static void service_entry_free(struct service_entry *s)
 
 static void set_build_version_locked(struct metrics *m, const char *version)
 {
-    if (m && version)
+    if (version)
         keep_text(&m->build_version, version);
 }
 
@@ -243,8 +243,7 @@ void metrics_set_build_version(struct metrics *m, const char *version)
 
 static void set_ready_locked(struct metrics *m, bool ready)
 {
-    if (m)
-        m->ready = ready;
+    m->ready = ready;
 }
 
 void metrics_set_ready(struct metrics *m, bool ready)
@@ -254,7 +253,7 @@ void metrics_set_ready(struct metrics *m, bool ready)
 
 static void reconcile_observed_locked(struct metrics *m, double seconds)
 {
-    if (!m || isnan(seconds))
+    if (isnan(seconds))
         return;
     if (seconds < 0)
         seconds = 0; /* a clock step; the pass still happened */
@@ -300,7 +299,7 @@ const char *metrics_rollback_reason(const char *text)
 static void rollout_event_locked(struct metrics *m, const char *service, const char *event,
                            const char *reason)
 {
-    if (!m || !service || !event)
+    if (!service || !event)
         return;
     bool started = !strcmp(event, "started"), completed = !strcmp(event, "completed");
     bool rolled_back = !strcmp(event, "rolled_back");
@@ -330,7 +329,7 @@ static const char *label_of(const struct metrics_version *v)
 
 static void service_set_locked(struct metrics *m, const struct metrics_service *given)
 {
-    if (!m || !given || !given->name)
+    if (!given || !given->name)
         return;
     struct service_entry *s = service_get(m, given->name);
     if (!s)
@@ -373,7 +372,7 @@ void metrics_service_set(struct metrics *m, const struct metrics_service *given)
 
 static void service_remove_locked(struct metrics *m, const char *service)
 {
-    if (!m || !service)
+    if (!service)
         return;
     bool found;
     size_t at = service_index(m, service, &found);
@@ -392,8 +391,6 @@ void metrics_service_remove(struct metrics *m, const char *service)
 
 static void fetch_succeeded_locked(struct metrics *m, double unix_time)
 {
-    if (!m)
-        return;
     m->fetch_seen = m->fetch_succeeded = true;
     m->fetch_time = unix_time;
 }
@@ -405,8 +402,6 @@ void metrics_fetch_succeeded(struct metrics *m, double unix_time)
 
 static void fetch_failed_locked(struct metrics *m)
 {
-    if (!m)
-        return;
     m->fetch_seen = true;
     m->fetch_failures++;
 }

@@ -796,13 +796,11 @@ static char *spec_dir(const struct service_spec *spec)
     return copy;
 }
 
-static json_t *launch_for(struct backend *b, const struct service_spec *spec,
+/* doc: the spec's document (spec_doc), read only */
+static json_t *launch_for(struct backend *b, const struct service_spec *spec, const json_t *doc,
                           const struct application_spec *app, const struct deployment_spec *d,
                           const char *id, int index, int side)
 {
-    json_t *doc = spec_doc(spec);
-    if (!doc)
-        return NULL;
     json_t *argv = json_array();
     for (size_t i = 0; app->command && app->command[i]; i++)
         json_array_append_new(argv, json_string(app->command[i]));
@@ -847,21 +845,15 @@ static json_t *launch_for(struct backend *b, const struct service_spec *spec,
     snprintf(log, sizeof(log), "%s/logs/%s.%s.%s.%d.log", b->state_dir, spec->name, app->name,
              d->name, index);
     (void)id;
-    json_t *launch =
-        json_pack("{s:o, s:o, s:s, s:s}", "argv", argv, "env", env, "cwd", cwd, "log", log);
-    json_decref(doc);
-    return launch;
+    return json_pack("{s:o, s:o, s:s, s:s}", "argv", argv, "env", env, "cwd", cwd, "log", log);
 }
 
 /* The deployment's user_config as JSON text in *out (NULL: none). 0, or
  * -ENOMEM. */
-static int user_config_text(const struct service_spec *spec, const char *app_name,
-                            const char *deployment, char **out)
+static int user_config_text(const json_t *doc, const char *app_name, const char *deployment,
+                            char **out)
 {
     *out = NULL;
-    json_t *doc = spec_doc(spec);
-    if (!doc)
-        return -ENOMEM;
     json_t *apps = json_object_get(doc, "applications");
     size_t i, j;
     json_t *app, *d;
@@ -876,13 +868,10 @@ static int user_config_text(const struct service_spec *spec, const char *app_nam
                 continue;
             json_t *config = json_object_get(d, "user_config");
             if (config && !(text = json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS |
-                                                          JSON_ENCODE_ANY))) {
-                json_decref(doc);
+                                                          JSON_ENCODE_ANY)))
                 return -ENOMEM;
-            }
         }
     }
-    json_decref(doc);
     *out = text;
     return 0;
 }
@@ -931,10 +920,13 @@ static void replica_configure(struct backend *b, struct replica *r, const struct
     r->health_url = health_url;
     free(r->reconfigure_url);
     r->reconfigure_url = reconfigure_url;
-    char *config;
-    json_t *launch = NULL;
-    if (user_config_text(spec, app->name, d->name, &config) < 0 ||
-        !(launch = launch_for(b, spec, app, d, r->id, r->index, r->side))) {
+    char *config = NULL;
+    json_t *launch = NULL, *doc = spec_doc(spec); /* parsed once for both */
+    int made = doc ? user_config_text(doc, app->name, d->name, &config) : -ENOMEM;
+    if (made == 0)
+        launch = launch_for(b, spec, doc, app, d, r->id, r->index, r->side);
+    json_decref(doc);
+    if (!launch) {
         /* out of memory: the replica keeps its launch and config, and the
          * next pass configures it again (configured_version is unchanged) */
         free(config);
