@@ -1037,12 +1037,13 @@ static long long reconcile_service(struct agent *a, struct managed *m,
  * moved without an event). A router that died is noticed sooner, by the
  * autoscale tick (ROUTER_CHECK_TICKS).
  * Every RESYNC_MS, or less often on a host whose pass is long: these passes
- * take at most 1/RESYNC_SHARE of a core (a pass of 30 ms of CPU: every
- * 60 s), up to RESYNC_MAX_MS. Events (a save, a push, a replica that
+ * take at most 1/RESYNC_SHARE of a core (a pass of 20 ms of CPU: every
+ * 100 s), up to RESYNC_MAX_MS: a backstop, kept to a small share of an idle
+ * agent's budget. Events (a save, a push, a replica that
  * changed, a step's timer) still start a pass at once. */
 #define RESYNC_MS 10000
 #define RESYNC_MAX_MS 120000
-#define RESYNC_SHARE 2000
+#define RESYNC_SHARE 5000
 
 static void schedule_wake(struct agent *a, long long at)
 {
@@ -1733,7 +1734,11 @@ int agent_run(const struct agent_config *given)
     mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
 
     json_t *replicas = NULL;
-    if ((r = sd_event_default(&a->event)) < 0 || (r = load_state(a, &replicas)) < 0)
+    /* a loop of its own, not sd_event_default(): the default loop checks
+     * with a gettid() system call at every iteration that it runs in its
+     * thread, and an idle agent with 1,000 replicas iterates some 100 times
+     * a second (a health check's answer each) */
+    if ((r = sd_event_new(&a->event)) < 0 || (r = load_state(a, &replicas)) < 0)
         return 1;
 
     char haproxy_dir[4200];

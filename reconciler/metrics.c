@@ -585,13 +585,10 @@ static char *render_locked(const struct metrics *m, size_t *length)
 {
     struct text out = {0}, *f = &out;
     /* one allocation of the last scrape's size (and a little more): at
-     * 1,000 services a mebibyte or two, mmapped and given back at once */
-    if (m->last_length) {
-        out.capacity = m->last_length + m->last_length / 8 + 4096;
-        if (!(out.data = malloc(out.capacity)))
-            return NULL;
-        out.data[0] = 0;
-    }
+     * 1,000 services a mebibyte or two, mmapped, made present at once and
+     * given back after the answer */
+    if (m->last_length && !text_reserve(f, m->last_length + m->last_length / 8 + 4096))
+        return NULL;
     put_family(f, "rolld_build_info", "gauge", "The running rolld's version; always 1.");
     put_series(f, "rolld_build_info", "version", m->build_version ? m->build_version : "",
                LABELS_END);

@@ -4,9 +4,40 @@
 #include "text_buffer.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/* below this, a block comes from the heap, whose pages are mostly present */
+#define PREFAULT_MIN (256 * 1024)
+
+bool text_reserve(struct text *t, size_t capacity)
+{
+    if (t->data || !capacity)
+        return !t->failed;
+    if (!(t->data = malloc(capacity))) {
+        t->failed = true;
+        return false;
+    }
+    t->capacity = capacity;
+    t->data[0] = 0;
+    long page = sysconf(_SC_PAGESIZE);
+    if (capacity >= PREFAULT_MIN && page > 0) {
+        uintptr_t start = ((uintptr_t)t->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+        uintptr_t end = ((uintptr_t)t->data + capacity) & ~((uintptr_t)page - 1);
+        /* a kernel without it (EINVAL) faults the pages in as before */
+        if (end > start)
+            (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+    }
+    return true;
+}
 
 void text_append(struct text *t, const char *s, size_t n)
 {

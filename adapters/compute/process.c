@@ -56,6 +56,7 @@ struct replica {
     enum replica_state state;
     long long state_since_ms, restart_at_ms;
     long long next_probe_ms; /* ready: when on_probe_tick checks it next; 0: not waiting */
+    size_t due_index;        /* in backend.due while waiting; DUE_NONE otherwise */
     int failures, restarts, threshold;
     bool ever_ready, crash_loop;
     double period_s, timeout_s, shutdown_timeout_s;
@@ -102,7 +103,11 @@ struct backend {
     size_t gpu_count;
     bool dirty; /* a replica changed state since the last launch_pending() */
     sd_event_source *probe_tick; /* see on_probe_tick() */
+    struct replica **due;        /* a heap of the replicas waiting for a check */
+    size_t due_count, due_capacity;
 };
+
+#define DUE_NONE SIZE_MAX
 
 static long long now_ms(struct backend *b)
 {
@@ -159,10 +164,13 @@ static void replica_set_state(struct replica *r, enum replica_state state)
     r->state_since_ms = now_ms(r->backend);
 }
 
+static void due_remove(struct backend *b, struct replica *r);
+
 static void replica_free(struct replica *r)
 {
     if (!r)
         return;
+    due_remove(r->backend, r);
     sd_event_source_disable_unref(r->exit_source);
     sd_event_source_disable_unref(r->timer);
     health_probe_free(r->health);
@@ -605,39 +613,133 @@ static void schedule_timer(struct replica *r, long long delay_ms)
 }
 
 /* The periodic checks of ready replicas start from one timer of the
- * backend, ticking while any replica is ready: each replica only records
- * when its next check is due. The tick comes every tenth of the shortest
- * period, between PROBE_TICK_MIN_MS and PROBE_TICK_MAX_MS, so a check
- * starts at most that late. sd-event runs one source per loop iteration
- * and waits on epoll only when nothing is pending: a timer per replica cost
- * a whole iteration and a wait per check, where the checks of one tick go
- * out together and their answers are taken in few waits. */
+ * backend: the replicas waiting for their next check are kept in a heap
+ * by when it is due (b->due), and the timer is set for the first of them,
+ * with an accuracy of a tenth of its period (between PROBE_TICK_MIN_MS and
+ * PROBE_TICK_MAX_MS): sd-event moves the wake-up within that slack to a
+ * time it shares with other wake-ups, and each wake-up starts every check
+ * then due. So a check starts at most that late, the checks of one wake-up
+ * go out together and their answers are taken in few waits (a timer per
+ * replica cost a loop iteration and a wait per check), and a wake-up costs
+ * the checks it starts, not a look at every replica (a scan of 1,000
+ * replicas each tick cost an idle agent a twentieth of its time). */
 #define PROBE_TICK_MIN_MS 100
 #define PROBE_TICK_MAX_MS 1000
+
+static bool due_before(const struct replica *a, const struct replica *b)
+{
+    return a->next_probe_ms < b->next_probe_ms;
+}
+
+static void due_place(struct backend *b, size_t i, struct replica *r)
+{
+    b->due[i] = r;
+    r->due_index = i;
+}
+
+static void due_sift_up(struct backend *b, size_t i)
+{
+    struct replica *r = b->due[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!due_before(r, b->due[parent]))
+            break;
+        due_place(b, i, b->due[parent]);
+        i = parent;
+    }
+    due_place(b, i, r);
+}
+
+static void due_sift_down(struct backend *b, size_t i)
+{
+    struct replica *r = b->due[i];
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= b->due_count)
+            break;
+        if (child + 1 < b->due_count && due_before(b->due[child + 1], b->due[child]))
+            child++;
+        if (!due_before(b->due[child], r))
+            break;
+        due_place(b, i, b->due[child]);
+        i = child;
+    }
+    due_place(b, i, r);
+}
+
+/* r waits for its check at r->next_probe_ms; false when out of memory */
+static bool due_push(struct backend *b, struct replica *r)
+{
+    if (r->due_index != DUE_NONE) {
+        due_sift_up(b, r->due_index);
+        due_sift_down(b, r->due_index);
+        return true;
+    }
+    if (b->due_count == b->due_capacity) {
+        size_t capacity = b->due_capacity ? b->due_capacity * 2 : 32;
+        struct replica **grown = realloc(b->due, capacity * sizeof(*grown));
+        if (!grown)
+            return false;
+        b->due = grown;
+        b->due_capacity = capacity;
+    }
+    due_place(b, b->due_count++, r);
+    due_sift_up(b, r->due_index);
+    return true;
+}
+
+static void due_remove(struct backend *b, struct replica *r)
+{
+    size_t i = r->due_index;
+    if (i == DUE_NONE)
+        return;
+    r->due_index = DUE_NONE;
+    struct replica *last = b->due[--b->due_count];
+    if (i == b->due_count)
+        return;
+    due_place(b, i, last);
+    due_sift_up(b, i);
+    due_sift_down(b, last->due_index);
+}
+
+/* sets the tick for the first check due; off when none is */
+static void arm_probe_tick(struct backend *b)
+{
+    if (!b->probe_tick)
+        return;
+    if (!b->due_count) {
+        sd_event_source_set_enabled(b->probe_tick, SD_EVENT_OFF);
+        return;
+    }
+    const struct replica *first = b->due[0];
+    long long slack = (long long)(first->period_s * 100);
+    slack = slack < PROBE_TICK_MIN_MS   ? PROBE_TICK_MIN_MS
+            : slack > PROBE_TICK_MAX_MS ? PROBE_TICK_MAX_MS
+                                        : slack;
+    sd_event_source_set_time(b->probe_tick, (uint64_t)first->next_probe_ms * 1000ULL);
+    sd_event_source_set_time_accuracy(b->probe_tick, (uint64_t)slack * 1000ULL);
+    sd_event_source_set_enabled(b->probe_tick, SD_EVENT_ONESHOT);
+}
 
 static int on_probe_tick(sd_event_source *source, uint64_t usec, void *userdata)
 {
     struct backend *b = userdata;
-    long long now = now_ms(b), tick = PROBE_TICK_MAX_MS;
-    bool any = false;
-    for (size_t i = 0; i < b->count; i++) {
-        struct replica *r = b->replicas[i];
-        if (r->state != REPLICA_READY || !r->next_probe_ms)
-            continue;
-        any = true;
-        long long tenth = (long long)(r->period_s * 100);
-        if (tenth < tick)
-            tick = tenth < PROBE_TICK_MIN_MS ? PROBE_TICK_MIN_MS : tenth;
-        if (r->next_probe_ms > now)
-            continue;
+    long long now = now_ms(b);
+    /* a check started here goes back into the heap once it is answered;
+     * one that cannot start waits a whole period */
+    while (b->due_count && b->due[0]->next_probe_ms <= now) {
+        struct replica *r = b->due[0];
+        due_remove(b, r);
         r->next_probe_ms = 0;
-        if (!probe(r))
-            r->next_probe_ms = now + (long long)(r->period_s * 1000);
+        if (r->state != REPLICA_READY || probe(r))
+            continue;
+        r->next_probe_ms = now + (long long)(r->period_s * 1000);
+        if (!due_push(b, r)) {
+            r->next_probe_ms = 0;
+            schedule_timer(r, (long long)(r->period_s * 1000));
+        }
     }
-    if (any) {
-        sd_event_source_set_time(source, usec + (uint64_t)tick * 1000ULL);
-        sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
-    }
+    arm_probe_tick(b);
     return 0;
 }
 
@@ -645,23 +747,17 @@ static int on_probe_tick(sd_event_source *source, uint64_t usec, void *userdata)
 static void schedule_probe(struct replica *r, long long delay_ms)
 {
     struct backend *b = r->backend;
+    if (!b->probe_tick && sd_event_add_time(b->event, &b->probe_tick, CLOCK_MONOTONIC, 0,
+                                            PROBE_TICK_MIN_MS * 1000ULL, on_probe_tick, b) < 0)
+        b->probe_tick = NULL;
     r->next_probe_ms = now_ms(b) + delay_ms;
-    int enabled = SD_EVENT_OFF;
-    if (!b->probe_tick) {
-        if (sd_event_add_time_relative(b->event, &b->probe_tick, CLOCK_MONOTONIC,
-                                       PROBE_TICK_MIN_MS * 1000ULL, 1000, on_probe_tick, b) < 0) {
-            schedule_timer(r, delay_ms); /* without the tick, on its own timer */
-            r->next_probe_ms = 0;
-        }
+    if (!b->probe_tick || !due_push(b, r)) {
+        r->next_probe_ms = 0;
+        schedule_timer(r, delay_ms); /* without the tick, on its own timer */
         return;
     }
-    sd_event_source_get_enabled(b->probe_tick, &enabled);
-    if (enabled == SD_EVENT_OFF) {
-        uint64_t now;
-        sd_event_now(b->event, CLOCK_MONOTONIC, &now);
-        sd_event_source_set_time(b->probe_tick, now + PROBE_TICK_MIN_MS * 1000ULL);
-        sd_event_source_set_enabled(b->probe_tick, SD_EVENT_ONESHOT);
-    }
+    if (b->due[0] == r)
+        arm_probe_tick(b);
 }
 
 static void replica_drain(struct replica *r)
@@ -733,6 +829,7 @@ static struct replica *replica_add(struct backend *b, const char *service)
         return NULL;
     }
     r->backend = b;
+    r->due_index = DUE_NONE;
     size_t lo, at;
     service_range(b, service ? service : "", &lo, &at);
     memmove(&b->replicas[at + 1], &b->replicas[at], (b->count - at) * sizeof(*b->replicas));
@@ -1410,6 +1507,7 @@ static void process_free(void *instance)
     for (size_t i = 0; i < b->count; i++)
         replica_free(b->replicas[i]);
     free(b->replicas);
+    free(b->due);
     sd_event_source_disable_unref(b->probe_tick);
     http_client_free(b->http);
     sd_event_unref(b->event);
