@@ -8,20 +8,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 /* Room for the request line and headers with a path of some 400 bytes. */
 #define REQUEST_MAX 512
 
+/* answers taken per epoll_wait: more stay ready and come at the next
+ * iteration of the loop */
+#define GROUP_EVENTS 64
+
+struct health_probe_group {
+    sd_event *event;
+    sd_event_source *source; /* the epoll instance, readable while a connection has news */
+    int epoll_fd;
+    bool dispatching;        /* frees wait until the dispatch ends */
+    struct health_probe *freed; /* freed during the dispatch: a list through next_freed */
+};
+
 struct health_probe {
+    struct health_probe_group *group;
     sd_event *event;
     /* the deadline of the probe in flight; NULL between probes: a probe
      * costs an allocation more, an idle prober 300 bytes less, and an agent
      * keeps one prober per replica */
     sd_event_source *timer;
-    sd_event_source *io;       /* watches the connection; NULL when there is none */
-    uint32_t events;           /* what io watches */
+    uint32_t events;           /* what the group's epoll watches on fd */
     int fd;                    /* the connection, -1 when closed */
     int port;                  /* the port it goes to */
     health_probe_done_fn done; /* set while a probe is in flight */
@@ -34,6 +47,7 @@ struct health_probe {
     http_parser parser;
     char *request; /* sized to it: a host keeps one prober per replica */
     size_t request_capacity;
+    struct health_probe *next_freed;
 };
 
 static int on_message_complete(http_parser *parser)
@@ -57,7 +71,7 @@ static void connection_close(struct health_probe *p)
 {
     if (p->fd < 0)
         return;
-    p->io = sd_event_source_disable_unref(p->io);
+    (void)epoll_ctl(p->group->epoll_fd, EPOLL_CTL_DEL, p->fd, NULL);
     close(p->fd);
     p->fd = -1;
 }
@@ -83,12 +97,13 @@ static int connection_watch(struct health_probe *p, uint32_t events)
 {
     events |= EPOLLET;
     if (events == p->events)
-        return 0; /* sd-event would ask epoll again: an edge-triggered change is never skipped */
+        return 0; /* asking epoll again would cost a system call */
+    struct epoll_event change = {.events = events, .data.ptr = p};
+    if (epoll_ctl(p->group->epoll_fd, EPOLL_CTL_MOD, p->fd, &change) < 0)
+        return -errno;
     p->events = events;
-    return sd_event_source_set_io_events(p->io, events);
+    return 0;
 }
-
-static int on_connection_event(sd_event_source *source, int fd, uint32_t revents, void *userdata);
 
 /* The handshake may still be under way when this returns; a refused
  * connection shows at the first send. */
@@ -111,8 +126,9 @@ static int connection_open(struct health_probe *p, int port)
         return r;
     }
     p->events = EPOLLOUT | EPOLLET;
-    int r = sd_event_add_io(p->event, &p->io, fd, p->events, on_connection_event, p);
-    if (r < 0) {
+    struct epoll_event watch = {.events = p->events, .data.ptr = p};
+    if (epoll_ctl(p->group->epoll_fd, EPOLL_CTL_ADD, fd, &watch) < 0) {
+        int r = -errno;
         close(fd);
         return r;
     }
@@ -209,21 +225,49 @@ static void response_receive(struct health_probe *p, uint32_t revents)
     }
 }
 
-static int on_connection_event(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+/* An event of a dispatch may be older than the connection it finds: one
+ * closed and opened again by a callback earlier in the same dispatch. So
+ * an event only starts what the socket itself then confirms. */
+static void on_connection_event(struct health_probe *p, uint32_t revents)
 {
-    struct health_probe *p = userdata;
+    if (p->fd < 0)
+        return;
     if (!p->done) {
         /* idle: the server closed the connection, or sent what was not asked for */
+        char byte;
+        ssize_t n = recv(p->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
         connection_close(p);
-        return 0;
+        return;
     }
     if (p->request_sent < p->request_length) {
         int r = request_send(p);
         if (r < 0)
             probe_fail(p, r);
-        return 0;
+        return;
     }
     response_receive(p, revents);
+}
+
+static void probe_release(struct health_probe *p);
+
+static int on_group_event(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+{
+    struct health_probe_group *g = userdata;
+    struct epoll_event events[GROUP_EVENTS];
+    int n = epoll_wait(g->epoll_fd, events, GROUP_EVENTS, 0);
+    g->dispatching = true;
+    /* a probe freed by a callback of this dispatch is released after it:
+     * its events here find it closed */
+    for (int i = 0; i < n; i++)
+        on_connection_event(events[i].data.ptr, events[i].events);
+    g->dispatching = false;
+    while (g->freed) {
+        struct health_probe *p = g->freed;
+        g->freed = p->next_freed;
+        probe_release(p);
+    }
     return 0;
 }
 
@@ -235,13 +279,41 @@ static int on_deadline(sd_event_source *source, uint64_t usec, void *userdata)
     return 0;
 }
 
-struct health_probe *health_probe_new(sd_event *event)
+struct health_probe_group *health_probe_group_new(sd_event *event)
+{
+    struct health_probe_group *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (g->epoll_fd < 0 ||
+        sd_event_add_io(event, &g->source, g->epoll_fd, EPOLLIN, on_group_event, g) < 0) {
+        if (g->epoll_fd >= 0)
+            close(g->epoll_fd);
+        free(g);
+        return NULL;
+    }
+    g->event = sd_event_ref(event);
+    return g;
+}
+
+void health_probe_group_free(struct health_probe_group *g)
+{
+    if (!g)
+        return;
+    sd_event_source_disable_unref(g->source);
+    close(g->epoll_fd);
+    sd_event_unref(g->event);
+    free(g);
+}
+
+struct health_probe *health_probe_new(struct health_probe_group *g)
 {
     struct health_probe *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
     p->fd = -1;
-    p->event = sd_event_ref(event);
+    p->group = g;
+    p->event = g->event;
     return p;
 }
 
@@ -345,13 +417,23 @@ void health_probe_cancel(struct health_probe *p, bool keep_connection)
         connection_close(p);
 }
 
+static void probe_release(struct health_probe *p)
+{
+    free(p->request);
+    free(p);
+}
+
 void health_probe_free(struct health_probe *p)
 {
     if (!p)
         return;
     health_probe_cancel(p, false);
-    sd_event_source_disable_unref(p->timer);
-    sd_event_unref(p->event);
-    free(p->request);
-    free(p);
+    /* an event of the dispatch under way may still name it: freed after */
+    struct health_probe_group *g = p->group;
+    if (g->dispatching) {
+        p->next_freed = g->freed;
+        g->freed = p;
+        return;
+    }
+    probe_release(p);
 }

@@ -11,6 +11,11 @@
  * once, on a new connection; a new connection that fails reports status 0.
  * With no probe in flight, a kept connection that the server closes or
  * that receives bytes nobody asked for is closed quietly.
+ *
+ * The probes of a group share one epoll instance, watched by one sd-event
+ * source: the answers that came while the loop was busy are all taken in
+ * one dispatch, where a source per connection cost a loop iteration (and
+ * its system calls) per answer.
  */
 #ifndef ROLLD_HEALTH_PROBE_H
 #define ROLLD_HEALTH_PROBE_H
@@ -18,14 +23,20 @@
 #include <stdbool.h>
 #include <systemd/sd-event.h>
 
-struct health_probe; /* one per replica: its kept-alive connection */
+struct health_probe;       /* one per replica: its kept-alive connection */
+struct health_probe_group; /* the probes of one loop */
 
 /* status: the HTTP status of the response, or 0 when no response came
  * (refused, reset, timeout, unparsable). */
 typedef void (*health_probe_done_fn)(void *userdata, long status);
 
+/* NULL when out of memory or descriptors. */
+struct health_probe_group *health_probe_group_new(sd_event *event);
+/* Once its probes are freed; NULL is fine. */
+void health_probe_group_free(struct health_probe_group *g);
+
 /* NULL when out of memory. */
-struct health_probe *health_probe_new(sd_event *event);
+struct health_probe *health_probe_new(struct health_probe_group *g);
 
 /* Starts GET path on 127.0.0.1:port; a port other than the last probe's
  * closes the old connection first. done is called exactly once, from the

@@ -104,6 +104,7 @@ struct backend {
     bool dirty; /* a replica changed state since the last launch_pending() */
     sd_event_source *probe_tick; /* see on_probe_tick() */
     struct replica **due;        /* a heap of the replicas waiting for a check */
+    struct health_probe_group *probes; /* their connections; NULL until the first check */
     size_t due_count, due_capacity;
 };
 
@@ -533,7 +534,10 @@ static bool probe(struct replica *r)
 {
     if (!r->health_url)
         return false;
-    if (!r->health && !(r->health = health_probe_new(r->backend->event)))
+    struct backend *b = r->backend;
+    if (!b->probes && !(b->probes = health_probe_group_new(b->event)))
+        return false;
+    if (!r->health && !(r->health = health_probe_new(b->probes)))
         return false;
     if (health_probe_busy(r->health))
         return true;
@@ -1508,6 +1512,7 @@ static void process_free(void *instance)
         replica_free(b->replicas[i]);
     free(b->replicas);
     free(b->due);
+    health_probe_group_free(b->probes);
     sd_event_source_disable_unref(b->probe_tick);
     http_client_free(b->http);
     sd_event_unref(b->event);

@@ -354,6 +354,7 @@ static void raw_server_free(struct raw_server *server)
 
 struct fixture {
     sd_event *event;
+    struct health_probe_group *group;
     struct health_probe *probe;
     struct mhd_server mhd;
     struct raw_server *raw[2];
@@ -366,7 +367,8 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f || sd_event_new(&f->event) < 0)
         return -1;
-    f->probe = health_probe_new(f->event);
+    f->group = health_probe_group_new(f->event);
+    f->probe = f->group ? health_probe_new(f->group) : NULL;
     if (!f->probe)
         return -1;
     mhd_server_start(&f->mhd);
@@ -378,6 +380,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     health_probe_free(f->probe);
+    health_probe_group_free(f->group);
     raw_server_free(f->raw[0]);
     raw_server_free(f->raw[1]);
     MHD_stop_daemon(f->mhd.daemon);
@@ -764,7 +767,7 @@ static void test_free_inside_the_callback(void **state)
         long timeout_ms, status;
     } cases[] = {{f->mhd.port, 1000, 200}, {silent->port, 50, 0}, {refused_port, 1000, 0}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct freeing freeing = {health_probe_new(f->event), 0, -1};
+        struct freeing freeing = {health_probe_new(f->group), 0, -1};
         assert_non_null(freeing.probe);
         assert_int_equal(health_probe_start(freeing.probe, cases[i].port, "/-/healthz",
                                             cases[i].timeout_ms, on_done_free, &freeing),
@@ -776,13 +779,100 @@ static void test_free_inside_the_callback(void **state)
     close(fd);
 
     /* freed with a probe in flight: no callback */
-    struct health_probe *probe = health_probe_new(f->event);
+    struct health_probe *probe = health_probe_new(f->group);
     assert_non_null(probe);
     assert_int_equal(health_probe_start(probe, f->mhd.port, "/", 1000, on_done, f), 0);
     health_probe_free(probe);
     health_probe_free(NULL);
     health_probe_cancel(NULL, false);
     assert_false(run_until(f->event, &f->calls, 1, 50 * MSEC));
+}
+
+/* Probes of one group that free each other's from their callbacks, and
+ * more answers at once than one dispatch takes: every probe is answered
+ * once, a freed one never. ASan tells whether a freed probe was touched. */
+#define MANY 150
+
+struct crowd {
+    struct health_probe *probes[MANY];
+    int calls[MANY];
+    long status[MANY];
+    int total;
+    bool freeing; /* an even one answered frees the next one */
+};
+
+struct member {
+    struct crowd *crowd;
+    int index;
+};
+
+static void on_member_done(void *userdata, long status)
+{
+    struct member *m = userdata;
+    struct crowd *c = m->crowd;
+    c->calls[m->index]++;
+    c->status[m->index] = status;
+    c->total++;
+    /* the next one may be answered in this same dispatch */
+    int next = m->index + 1;
+    if (c->freeing && m->index % 2 == 0 && next < MANY && c->probes[next]) {
+        health_probe_free(c->probes[next]);
+        c->probes[next] = NULL;
+        c->total++;
+    }
+}
+
+static void test_group_answers_many_and_frees_from_callbacks(void **state)
+{
+    struct fixture *f = *state;
+    static struct crowd crowd;
+    static struct member members[MANY];
+    memset(&crowd, 0, sizeof(crowd));
+    crowd.freeing = true;
+    for (int i = 0; i < MANY; i++) {
+        members[i] = (struct member){&crowd, i};
+        crowd.probes[i] = health_probe_new(f->group);
+        assert_non_null(crowd.probes[i]);
+        assert_int_equal(health_probe_start(crowd.probes[i], f->mhd.port, "/-/healthz", 5000,
+                                            on_member_done, &members[i]),
+                         0);
+    }
+    assert_true(run_until(f->event, &crowd.total, MANY, 10 * SEC));
+    int answered = 0;
+    for (int i = 0; i < MANY; i++) {
+        assert_true(crowd.calls[i] <= 1);
+        if (crowd.calls[i]) {
+            answered++;
+            assert_int_equal(crowd.status[i], 200);
+            assert_non_null(crowd.probes[i]);
+        } else {
+            /* not answered: freed by the one before it, which was */
+            assert_true(i % 2 == 1 && crowd.calls[i - 1] == 1 && !crowd.probes[i]);
+        }
+    }
+    assert_true(answered >= MANY / 2);
+    /* the kept connections serve a second round */
+    crowd.total = 0;
+    crowd.freeing = false;
+    int expected = 0;
+    for (int i = 0; i < MANY; i++) {
+        crowd.calls[i] = 0;
+        if (!crowd.probes[i])
+            continue;
+        expected++;
+        assert_int_equal(health_probe_start(crowd.probes[i], f->mhd.port, "/-/healthz", 5000,
+                                            on_member_done, &members[i]),
+                         0);
+    }
+    assert_true(run_until(f->event, &crowd.total, expected, 10 * SEC));
+    for (int i = 0; i < MANY; i++) {
+        if (crowd.probes[i]) {
+            assert_int_equal(crowd.calls[i], 1);
+            assert_int_equal(crowd.status[i], 200);
+        }
+        health_probe_free(crowd.probes[i]);
+    }
+    assert_int_equal(atomic_load(&f->mhd.connections), MANY);
 }
 
 int main(void)
@@ -813,6 +903,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_when_idle_keeps_or_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_port_closes_the_old_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_inside_the_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_answers_many_and_frees_from_callbacks, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
