@@ -44,6 +44,7 @@ struct health_probe {
     bool keep_alive;       /* the response lets the connection serve the next probe */
     long status;           /* of the complete response, 0 until it is complete */
     size_t request_length, request_sent;
+    int request_port; /* the port request names */
     http_parser parser;
     char *request; /* sized to it: a host keeps one prober per replica */
     size_t request_capacity;
@@ -345,24 +346,31 @@ int health_probe_start(struct health_probe *p, int port, const char *path, long 
         return -EBUSY;
     if (!path_is_valid(path))
         return -EINVAL;
-    char request[REQUEST_MAX];
-    int length = snprintf(request, sizeof(request),
-                          "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: rolld\r\n"
-                          "Accept: */*\r\n\r\n",
-                          path, port);
-    if (length < 0 || (size_t)length >= sizeof(request))
-        return -ENAMETOOLONG;
-    if ((size_t)length > p->request_capacity) {
-        char *grown = realloc(p->request, (size_t)length);
-        if (!grown)
-            return -ENOMEM;
-        p->request = grown;
-        p->request_capacity = (size_t)length;
+    /* a replica is asked the same thing each time: the last request is
+     * written again only for another path or port */
+    size_t path_length = strlen(path);
+    if (port != p->request_port || p->request_length < 4 + path_length + 1 ||
+        memcmp(p->request + 4, path, path_length) != 0 || p->request[4 + path_length] != ' ') {
+        char request[REQUEST_MAX];
+        int length = snprintf(request, sizeof(request),
+                              "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: rolld\r\n"
+                              "Accept: */*\r\n\r\n",
+                              path, port);
+        if (length < 0 || (size_t)length >= sizeof(request))
+            return -ENAMETOOLONG;
+        if ((size_t)length > p->request_capacity) {
+            char *grown = realloc(p->request, (size_t)length);
+            if (!grown)
+                return -ENOMEM;
+            p->request = grown;
+            p->request_capacity = (size_t)length;
+        }
+        memcpy(p->request, request, (size_t)length);
+        p->request_length = (size_t)length;
+        p->request_port = port;
     }
-    memcpy(p->request, request, (size_t)length);
     if (p->fd >= 0 && p->port != port)
         connection_close(p);
-    p->request_length = (size_t)length;
     p->request_sent = 0;
     p->reused = p->fd >= 0;
     p->response_started = false;

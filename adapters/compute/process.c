@@ -103,7 +103,10 @@ struct backend {
     size_t gpu_count;
     bool dirty; /* a replica changed state since the last launch_pending() */
     sd_event_source *probe_tick; /* see on_probe_tick() */
-    struct replica **due;        /* a heap of the replicas waiting for a check */
+    struct due_entry {
+        long long at; /* the replica's next_probe_ms */
+        struct replica *replica;
+    } *due; /* a heap of the replicas waiting for a check */
     struct health_probe_group *probes; /* their connections; NULL until the first check */
     size_t due_count, due_capacity;
 };
@@ -630,64 +633,63 @@ static void schedule_timer(struct replica *r, long long delay_ms)
 #define PROBE_TICK_MIN_MS 100
 #define PROBE_TICK_MAX_MS 1000
 
-static bool due_before(const struct replica *a, const struct replica *b)
+/* the heap holds each replica's due time beside it: a sift compares
+ * entries without reading the replicas */
+static void due_place(struct backend *b, size_t i, struct due_entry e)
 {
-    return a->next_probe_ms < b->next_probe_ms;
-}
-
-static void due_place(struct backend *b, size_t i, struct replica *r)
-{
-    b->due[i] = r;
-    r->due_index = i;
+    b->due[i] = e;
+    e.replica->due_index = i;
 }
 
 static void due_sift_up(struct backend *b, size_t i)
 {
-    struct replica *r = b->due[i];
+    struct due_entry e = b->due[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (!due_before(r, b->due[parent]))
+        if (b->due[parent].at <= e.at)
             break;
         due_place(b, i, b->due[parent]);
         i = parent;
     }
-    due_place(b, i, r);
+    due_place(b, i, e);
 }
 
 static void due_sift_down(struct backend *b, size_t i)
 {
-    struct replica *r = b->due[i];
+    struct due_entry e = b->due[i];
     for (;;) {
         size_t child = 2 * i + 1;
         if (child >= b->due_count)
             break;
-        if (child + 1 < b->due_count && due_before(b->due[child + 1], b->due[child]))
+        if (child + 1 < b->due_count && b->due[child + 1].at < b->due[child].at)
             child++;
-        if (!due_before(b->due[child], r))
+        if (e.at <= b->due[child].at)
             break;
         due_place(b, i, b->due[child]);
         i = child;
     }
-    due_place(b, i, r);
+    due_place(b, i, e);
 }
 
 /* r waits for its check at r->next_probe_ms; false when out of memory */
 static bool due_push(struct backend *b, struct replica *r)
 {
+    struct due_entry e = {r->next_probe_ms, r};
     if (r->due_index != DUE_NONE) {
+        b->due[r->due_index] = e;
         due_sift_up(b, r->due_index);
         due_sift_down(b, r->due_index);
         return true;
     }
     if (b->due_count == b->due_capacity) {
         size_t capacity = b->due_capacity ? b->due_capacity * 2 : 32;
-        struct replica **grown = realloc(b->due, capacity * sizeof(*grown));
+        struct due_entry *grown = realloc(b->due, capacity * sizeof(*grown));
         if (!grown)
             return false;
         b->due = grown;
         b->due_capacity = capacity;
     }
-    due_place(b, b->due_count++, r);
+    due_place(b, b->due_count++, e);
     due_sift_up(b, r->due_index);
     return true;
 }
@@ -698,12 +700,12 @@ static void due_remove(struct backend *b, struct replica *r)
     if (i == DUE_NONE)
         return;
     r->due_index = DUE_NONE;
-    struct replica *last = b->due[--b->due_count];
+    struct due_entry last = b->due[--b->due_count];
     if (i == b->due_count)
         return;
     due_place(b, i, last);
     due_sift_up(b, i);
-    due_sift_down(b, last->due_index);
+    due_sift_down(b, last.replica->due_index);
 }
 
 /* sets the tick for the first check due; off when none is */
@@ -715,7 +717,7 @@ static void arm_probe_tick(struct backend *b)
         sd_event_source_set_enabled(b->probe_tick, SD_EVENT_OFF);
         return;
     }
-    const struct replica *first = b->due[0];
+    const struct replica *first = b->due[0].replica;
     long long slack = (long long)(first->period_s * 100);
     slack = slack < PROBE_TICK_MIN_MS   ? PROBE_TICK_MIN_MS
             : slack > PROBE_TICK_MAX_MS ? PROBE_TICK_MAX_MS
@@ -731,8 +733,8 @@ static int on_probe_tick(sd_event_source *source, uint64_t usec, void *userdata)
     long long now = now_ms(b);
     /* a check started here goes back into the heap once it is answered;
      * one that cannot start waits a whole period */
-    while (b->due_count && b->due[0]->next_probe_ms <= now) {
-        struct replica *r = b->due[0];
+    while (b->due_count && b->due[0].at <= now) {
+        struct replica *r = b->due[0].replica;
         due_remove(b, r);
         r->next_probe_ms = 0;
         if (r->state != REPLICA_READY || probe(r))
@@ -760,7 +762,7 @@ static void schedule_probe(struct replica *r, long long delay_ms)
         schedule_timer(r, delay_ms); /* without the tick, on its own timer */
         return;
     }
-    if (b->due[0] == r)
+    if (b->due[0].replica == r)
         arm_probe_tick(b);
 }
 

@@ -415,7 +415,13 @@ static void test_reports_200_and_503(void **state)
     struct fixture *f = *state;
     assert_int_equal(probe_once(f, f->mhd.port, "/-/healthz", 1000), 200);
     assert_int_equal(probe_once(f, f->mhd.port, "/fail", 1000), 503);
+    assert_int_equal(probe_once(f, f->mhd.port, "/fail", 1000), 503);
     assert_int_equal(probe_once(f, f->mhd.port, "/-/healthz", 1000), 200);
+    /* the request is kept between probes: a path that begins like the
+     * last one is a new request all the same */
+    assert_int_equal(probe_once(f, f->mhd.port, "/fai", 1000), 200);
+    assert_int_equal(probe_once(f, f->mhd.port, "/fail", 1000), 503);
+    assert_int_equal(probe_once(f, f->mhd.port, "/failing", 1000), 200);
 }
 
 static void test_keeps_one_connection_across_probes(void **state)
