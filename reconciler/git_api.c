@@ -13,6 +13,6 @@ int git_api_load(char *err, size_t err_size)
 #define ROLLD_GIT_SYMBOL(f) {#f, (void **)&git_api.f},
     static const struct lazy_symbol symbols[] = {ROLLD_GIT_FUNCTIONS(ROLLD_GIT_SYMBOL)};
 #undef ROLLD_GIT_SYMBOL
-    return lazy_lib_open(ROLLD_LIBGIT2_SONAME, symbols, sizeof(symbols) / sizeof(symbols[0]), err,
-                         err_size);
+    static struct lazy_lib libgit2 = LAZY_LIB(ROLLD_LIBGIT2_SONAME, symbols, NULL);
+    return lazy_lib_load(&libgit2, err, err_size);
 }

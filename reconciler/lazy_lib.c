@@ -32,3 +32,16 @@ int lazy_lib_open(const char *soname, const struct lazy_symbol *symbols, size_t 
     }
     return 0;
 }
+
+int lazy_lib_load(struct lazy_lib *lib, char *err, size_t err_size)
+{
+    if (lib->status > 0) {
+        lib->status = lazy_lib_open(lib->soname, lib->symbols, lib->count, lib->error,
+                                    sizeof(lib->error));
+        if (lib->status == 0 && lib->init)
+            lib->status = lib->init(lib->error, sizeof(lib->error));
+    }
+    if (err_size)
+        snprintf(err, err_size, "%s", lib->status < 0 ? lib->error : "");
+    return lib->status;
+}

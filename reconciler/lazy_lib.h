@@ -29,4 +29,23 @@ struct lazy_symbol {
 int lazy_lib_open(const char *soname, const struct lazy_symbol *symbols, size_t count, char *err,
                   size_t err_size);
 
+/* A library loaded once: the first lazy_lib_load() opens it and runs init
+ * (its own set-up, after the slots are filled; NULL for none), later ones
+ * give back what the first one found. */
+struct lazy_lib {
+    const char *soname;
+    const struct lazy_symbol *symbols;
+    size_t count;
+    int (*init)(char *err, size_t err_size); /* 0 or a negative errno */
+    int status;                              /* 1 until tried; then 0 or a negative errno */
+    char error[256];
+};
+
+#define LAZY_LIB(soname, symbols, init) \
+    {(soname), (symbols), sizeof(symbols) / sizeof((symbols)[0]), (init), 1, ""}
+
+/* 0, or the first attempt's error (its reason in err). Not thread-safe, as
+ * lazy_lib_open(). */
+int lazy_lib_load(struct lazy_lib *lib, char *err, size_t err_size);
+
 #endif

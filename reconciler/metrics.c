@@ -66,22 +66,23 @@ static struct {
 
 static void on_event_log(int severity, const char *message);
 
+static int event_init(char *err, size_t err_size)
+{
+    ev.event_set_log_callback(on_event_log);
+    return 0;
+}
+
 static int event_load(char *err, size_t err_size)
 {
-    static int loaded = 1; /* 1: not tried yet */
-    static char error[256];
-    if (loaded > 0) {
 #define EVENT_SYMBOL(f) {#f, (void **)&ev.f},
-        static const struct lazy_symbol symbols[] = {EVENT_FUNCTIONS(EVENT_SYMBOL)};
+    static const struct lazy_symbol symbols[] = {EVENT_FUNCTIONS(EVENT_SYMBOL)};
 #undef EVENT_SYMBOL
-        loaded = lazy_lib_open(ROLLD_LIBEVENT_SONAME, symbols,
-                               sizeof(symbols) / sizeof(symbols[0]), error, sizeof(error));
-        if (loaded == 0)
-            ev.event_set_log_callback(on_event_log);
-    }
-    if (loaded < 0)
+    static struct lazy_lib libevent = LAZY_LIB(ROLLD_LIBEVENT_SONAME, symbols, event_init);
+    char error[256];
+    int r = lazy_lib_load(&libevent, error, sizeof(error));
+    if (r < 0)
         snprintf(err, err_size, "metrics: %s", error);
-    return loaded;
+    return r;
 }
 
 #include "log.h"

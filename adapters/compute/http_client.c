@@ -37,24 +37,26 @@ static struct {
 #undef CURL_SLOT
 
 /* 0 once libcurl is open and initialised; negative when it cannot be */
+static int curl_init(char *err, size_t err_size)
+{
+    if (curl.curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK)
+        return 0;
+    snprintf(err, err_size, "libcurl cannot be initialised");
+    return -EIO;
+}
+
 static int curl_load(void)
 {
-    static int loaded = 1; /* 1: not tried yet */
-    if (loaded > 0) {
 #define CURL_SYMBOL(f) {#f, (void **)&curl.f},
-        static const struct lazy_symbol symbols[] = {CURL_FUNCTIONS(CURL_SYMBOL)};
+    static const struct lazy_symbol symbols[] = {CURL_FUNCTIONS(CURL_SYMBOL)};
 #undef CURL_SYMBOL
-        char error[256];
-        loaded = lazy_lib_open(ROLLD_CURL_SONAME, symbols, sizeof(symbols) / sizeof(symbols[0]),
-                               error, sizeof(error));
-        if (loaded < 0)
-            log_msg(LOG_ERR, "http client: %s", error);
-        else if (curl.curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            log_msg(LOG_ERR, "http client: libcurl cannot be initialised");
-            loaded = -EIO;
-        }
-    }
-    return loaded;
+    static struct lazy_lib libcurl = LAZY_LIB(ROLLD_CURL_SONAME, symbols, curl_init);
+    bool first = libcurl.status > 0;
+    char error[256];
+    int r = lazy_lib_load(&libcurl, error, sizeof(error));
+    if (r < 0 && first) /* said once */
+        log_msg(LOG_ERR, "http client: %s", error);
+    return r;
 }
 
 /* curl.h makes these three function-like macros of themselves */

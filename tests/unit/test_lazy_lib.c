@@ -106,6 +106,52 @@ static void fills_slots(void **state)
     assert_int_equal(found(), getpid());
 }
 
+static int init_calls;
+static int init_result;
+
+static int counting_init(char *err, size_t err_size)
+{
+    init_calls++;
+    if (init_result < 0)
+        snprintf(err, err_size, "set-up refused");
+    return init_result;
+}
+
+/* the first load decides: init runs once, an error is given back as it was */
+static void load_is_tried_once(void **state)
+{
+    void *slot = NULL;
+    struct lazy_symbol filled[] = {{"getpid", &slot}};
+    char err[256] = "left over";
+    struct lazy_lib libc = LAZY_LIB("libc.so.6", filled, counting_init);
+    init_calls = 0;
+    init_result = 0;
+    assert_int_equal(lazy_lib_load(&libc, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    assert_non_null(slot);
+    assert_int_equal(lazy_lib_load(&libc, err, sizeof(err)), 0);
+    assert_int_equal(init_calls, 1);
+
+    struct lazy_lib refused = LAZY_LIB("libc.so.6", filled, counting_init);
+    init_calls = 0;
+    init_result = -EIO;
+    assert_int_equal(lazy_lib_load(&refused, err, sizeof(err)), -EIO);
+    assert_string_equal(err, "set-up refused");
+    init_result = 0; /* not asked again */
+    assert_int_equal(lazy_lib_load(&refused, err, sizeof(err)), -EIO);
+    assert_string_equal(err, "set-up refused");
+    assert_int_equal(init_calls, 1);
+
+    struct lazy_lib missing = LAZY_LIB("librolld-no-such-library.so.7", filled, counting_init);
+    init_calls = 0;
+    for (int i = 0; i < 2; i++) {
+        memset(err, 0, sizeof(err));
+        assert_int_equal(lazy_lib_load(&missing, err, sizeof(err)), -ENOENT);
+        assert_non_null(strstr(err, "cannot load librolld-no-such-library.so.7"));
+    }
+    assert_int_equal(init_calls, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -113,6 +159,7 @@ int main(void)
         cmocka_unit_test(missing_library),
         cmocka_unit_test(missing_function),
         cmocka_unit_test(fills_slots),
+        cmocka_unit_test(load_is_tried_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
