@@ -23,21 +23,27 @@ struct health_probe_group {
     sd_event *event;
     sd_event_source *source; /* the epoll instance, readable while a connection has news */
     int epoll_fd;
-    bool dispatching;        /* frees wait until the dispatch ends */
+    /* the probes in flight, oldest first, and one timer for their
+     * deadlines: set no later than the earliest (moved only earlier as
+     * probes start; set again when it fires), where a timer made and
+     * freed for each probe cost an allocation and four heap operations */
+    struct health_probe *first, *last;
+    sd_event_source *deadline;
+    uint64_t armed;             /* when deadline fires; 0: off */
+    bool dispatching;           /* frees wait until the dispatch ends */
     struct health_probe *freed; /* freed during the dispatch: a list through next_freed */
 };
 
 struct health_probe {
     struct health_probe_group *group;
     sd_event *event;
-    /* the deadline of the probe in flight; NULL between probes: a probe
-     * costs an allocation more, an idle prober 300 bytes less, and an agent
-     * keeps one prober per replica */
-    sd_event_source *timer;
-    uint32_t events;           /* what the group's epoll watches on fd */
-    int fd;                    /* the connection, -1 when closed */
-    int port;                  /* the port it goes to */
-    health_probe_done_fn done; /* set while a probe is in flight */
+    uint64_t deadline;                /* of the probe in flight */
+    struct health_probe *prev, *next; /* in the group's list while in flight */
+    bool expired;                     /* its deadline passed; reported by on_deadline() */
+    uint32_t events;                  /* what the group's epoll watches on fd */
+    int fd;                           /* the connection, -1 when closed */
+    int port;                         /* the port it goes to */
+    health_probe_done_fn done;        /* set while a probe is in flight */
     void *userdata;
     bool reused;           /* the probe began on a connection an earlier probe left open */
     bool response_started; /* a byte of the response came */
@@ -79,13 +85,39 @@ static void connection_close(struct health_probe *p)
 
 /* Reports status with p ready for the next probe, since done may start the
  * next probe, cancel or free p: callers touch nothing of p afterwards. */
+static void in_flight_remove(struct health_probe *p)
+{
+    struct health_probe_group *g = p->group;
+    if (!p->done)
+        return; /* not in the list */
+    if (p->prev)
+        p->prev->next = p->next;
+    else if (g->first == p)
+        g->first = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else if (g->last == p)
+        g->last = p->prev;
+    p->prev = p->next = NULL;
+    p->expired = false;
+}
+
+static void deadline_arm(struct health_probe_group *g, uint64_t at)
+{
+    if (g->armed && g->armed <= at)
+        return;
+    g->armed = at;
+    sd_event_source_set_time(g->deadline, at);
+    sd_event_source_set_enabled(g->deadline, SD_EVENT_ONESHOT);
+}
+
 static void probe_finish(struct health_probe *p, long status, bool keep_connection)
 {
     health_probe_done_fn done = p->done;
     void *userdata = p->userdata;
+    in_flight_remove(p);
     p->done = NULL;
     p->userdata = NULL;
-    p->timer = sd_event_source_disable_unref(p->timer);
     if (!keep_connection)
         connection_close(p);
     done(userdata, status);
@@ -253,6 +285,17 @@ static void on_connection_event(struct health_probe *p, uint32_t revents)
 
 static void probe_release(struct health_probe *p);
 
+/* releases the probes freed during a dispatch */
+static void dispatch_end(struct health_probe_group *g)
+{
+    g->dispatching = false;
+    while (g->freed) {
+        struct health_probe *p = g->freed;
+        g->freed = p->next_freed;
+        probe_release(p);
+    }
+}
+
 static int on_group_event(sd_event_source *source, int fd, uint32_t revents, void *userdata)
 {
     struct health_probe_group *g = userdata;
@@ -263,20 +306,37 @@ static int on_group_event(sd_event_source *source, int fd, uint32_t revents, voi
      * its events here find it closed */
     for (int i = 0; i < n; i++)
         on_connection_event(events[i].data.ptr, events[i].events);
-    g->dispatching = false;
-    while (g->freed) {
-        struct health_probe *p = g->freed;
-        g->freed = p->next_freed;
-        probe_release(p);
-    }
+    dispatch_end(g);
     return 0;
 }
 
 static int on_deadline(sd_event_source *source, uint64_t usec, void *userdata)
 {
-    struct health_probe *p = userdata;
-    if (p->done)
+    struct health_probe_group *g = userdata;
+    g->armed = 0;
+    uint64_t now;
+    sd_event_now(g->event, CLOCK_MONOTONIC, &now);
+    /* marked first, reported after: a callback may start, cancel or free
+     * any probe, and a probe started again is no longer expired */
+    for (struct health_probe *p = g->first; p; p = p->next)
+        p->expired = p->deadline <= now;
+    g->dispatching = true;
+    for (struct health_probe *p = g->first, *next; p; p = next) {
+        next = p->next;
+        if (!p->expired)
+            continue;
         probe_finish(p, 0, false);
+        /* the list may have changed under the callback: start again from
+         * the first probe still marked (each one is reported once) */
+        next = g->first;
+    }
+    uint64_t earliest = 0;
+    for (struct health_probe *p = g->first; p; p = p->next)
+        if (!earliest || p->deadline < earliest)
+            earliest = p->deadline;
+    if (earliest)
+        deadline_arm(g, earliest);
+    dispatch_end(g);
     return 0;
 }
 
@@ -287,12 +347,16 @@ struct health_probe_group *health_probe_group_new(sd_event *event)
         return NULL;
     g->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (g->epoll_fd < 0 ||
-        sd_event_add_io(event, &g->source, g->epoll_fd, EPOLLIN, on_group_event, g) < 0) {
+        sd_event_add_io(event, &g->source, g->epoll_fd, EPOLLIN, on_group_event, g) < 0 ||
+        sd_event_add_time(event, &g->deadline, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_deadline, g) <
+            0) {
+        sd_event_source_disable_unref(g->source);
         if (g->epoll_fd >= 0)
             close(g->epoll_fd);
         free(g);
         return NULL;
     }
+    sd_event_source_set_enabled(g->deadline, SD_EVENT_OFF);
     g->event = sd_event_ref(event);
     return g;
 }
@@ -302,6 +366,7 @@ void health_probe_group_free(struct health_probe_group *g)
     if (!g)
         return;
     sd_event_source_disable_unref(g->source);
+    sd_event_source_disable_unref(g->deadline);
     close(g->epoll_fd);
     sd_event_unref(g->event);
     free(g);
@@ -394,15 +459,19 @@ int health_probe_start(struct health_probe *p, int port, const char *path, long 
     sd_event_now(p->event, CLOCK_MONOTONIC, &now);
     /* A probe that failed already is reported as a deadline passed: from the
      * loop, never from inside this call. */
-    uint64_t deadline = r < 0 ? now : now + (uint64_t)timeout_ms * 1000;
-    r = sd_event_add_time(p->event, &p->timer, CLOCK_MONOTONIC, deadline, 1000, on_deadline, p);
-    if (r < 0) {
-        p->timer = NULL;
-        connection_close(p);
-        return r;
-    }
+    p->deadline = r < 0 ? now : now + (uint64_t)timeout_ms * 1000;
     p->done = done;
     p->userdata = userdata;
+    p->expired = false;
+    struct health_probe_group *g = p->group;
+    p->prev = g->last;
+    p->next = NULL;
+    if (g->last)
+        g->last->next = p;
+    else
+        g->first = p;
+    g->last = p;
+    deadline_arm(g, p->deadline);
     return 0;
 }
 
@@ -416,9 +485,9 @@ void health_probe_cancel(struct health_probe *p, bool keep_connection)
     if (!p)
         return;
     if (p->done) {
+        in_flight_remove(p);
         p->done = NULL;
         p->userdata = NULL;
-        p->timer = sd_event_source_disable_unref(p->timer);
         keep_connection = false;
     }
     if (!keep_connection)
