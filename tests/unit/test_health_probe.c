@@ -881,6 +881,60 @@ static void test_group_answers_many_and_frees_from_callbacks(void **state)
     assert_int_equal(atomic_load(&f->mhd.connections), MANY);
 }
 
+/* The deadlines of one group's probes: two that pass together, the first
+ * one's callback freeing the second (reported never), and a later one
+ * reported at its own deadline, not at the others'. */
+struct timed {
+    struct health_probe *probe, *victim;
+    int calls;
+    long status;
+    uint64_t at;
+};
+
+static void on_timed_done(void *userdata, long status)
+{
+    struct timed *t = userdata;
+    t->calls++;
+    t->status = status;
+    t->at = monotonic_usec();
+    if (t->victim) {
+        health_probe_free(t->victim);
+        t->victim = NULL;
+    }
+}
+
+static void test_deadlines_of_a_group(void **state)
+{
+    struct fixture *f = *state;
+    struct raw_server *silent = f->raw[0] = raw_server_start(f->event, RAW_SILENT);
+    struct timed first = {.probe = health_probe_new(f->group)},
+                 second = {.probe = health_probe_new(f->group)},
+                 later = {.probe = health_probe_new(f->group)};
+    assert_non_null(first.probe);
+    assert_non_null(second.probe);
+    assert_non_null(later.probe);
+    uint64_t started = monotonic_usec();
+    assert_int_equal(
+        health_probe_start(later.probe, silent->port, "/", 400, on_timed_done, &later), 0);
+    assert_int_equal(
+        health_probe_start(first.probe, silent->port, "/", 50, on_timed_done, &first), 0);
+    assert_int_equal(
+        health_probe_start(second.probe, silent->port, "/", 50, on_timed_done, &second), 0);
+    /* whichever of the two comes first frees the other */
+    first.victim = second.probe;
+    second.victim = first.probe;
+    assert_true(run_until(f->event, &later.calls, 1, 2 * SEC));
+    assert_int_equal(first.calls + second.calls, 1);
+    struct timed *reporter = first.calls ? &first : &second;
+    assert_int_equal(reporter->status, 0);
+    assert_true(reporter->at - started >= 50 * MSEC);
+    assert_int_equal(later.calls, 1);
+    assert_int_equal(later.status, 0);
+    assert_true(later.at - started >= 400 * MSEC);
+    health_probe_free(reporter->probe);
+    health_probe_free(later.probe);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -911,6 +965,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_inside_the_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_answers_many_and_frees_from_callbacks, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_deadlines_of_a_group, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
