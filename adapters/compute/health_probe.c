@@ -36,7 +36,6 @@ struct health_probe_group {
 
 struct health_probe {
     struct health_probe_group *group;
-    sd_event *event;
     uint64_t deadline;                /* of the probe in flight */
     struct health_probe *prev, *next; /* in the group's list while in flight */
     bool expired;                     /* its deadline passed; reported by on_deadline() */
@@ -83,8 +82,7 @@ static void connection_close(struct health_probe *p)
     p->fd = -1;
 }
 
-/* Reports status with p ready for the next probe, since done may start the
- * next probe, cancel or free p: callers touch nothing of p afterwards. */
+/* p leaves the group's list of probes in flight */
 static void in_flight_remove(struct health_probe *p)
 {
     struct health_probe_group *g = p->group;
@@ -111,6 +109,8 @@ static void deadline_arm(struct health_probe_group *g, uint64_t at)
     sd_event_source_set_enabled(g->deadline, SD_EVENT_ONESHOT);
 }
 
+/* Reports status with p ready for the next probe, since done may start the
+ * next probe, cancel or free p: callers touch nothing of p afterwards. */
 static void probe_finish(struct health_probe *p, long status, bool keep_connection)
 {
     health_probe_done_fn done = p->done;
@@ -321,14 +321,15 @@ static int on_deadline(sd_event_source *source, uint64_t usec, void *userdata)
     for (struct health_probe *p = g->first; p; p = p->next)
         p->expired = p->deadline <= now;
     g->dispatching = true;
-    for (struct health_probe *p = g->first, *next; p; p = next) {
-        next = p->next;
-        if (!p->expired)
+    for (struct health_probe *p = g->first; p;) {
+        if (!p->expired) {
+            p = p->next;
             continue;
+        }
         probe_finish(p, 0, false);
         /* the list may have changed under the callback: start again from
          * the first probe still marked (each one is reported once) */
-        next = g->first;
+        p = g->first;
     }
     uint64_t earliest = 0;
     for (struct health_probe *p = g->first; p; p = p->next)
@@ -379,7 +380,6 @@ struct health_probe *health_probe_new(struct health_probe_group *g)
         return NULL;
     p->fd = -1;
     p->group = g;
-    p->event = g->event;
     return p;
 }
 
@@ -456,7 +456,7 @@ int health_probe_start(struct health_probe *p, int port, const char *path, long 
             return r;
     }
     uint64_t now;
-    sd_event_now(p->event, CLOCK_MONOTONIC, &now);
+    sd_event_now(p->group->event, CLOCK_MONOTONIC, &now);
     /* A probe that failed already is reported as a deadline passed: from the
      * loop, never from inside this call. */
     p->deadline = r < 0 ? now : now + (uint64_t)timeout_ms * 1000;

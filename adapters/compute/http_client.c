@@ -36,7 +36,6 @@ static struct {
 } curl;
 #undef CURL_SLOT
 
-/* 0 once libcurl is open and initialised; negative when it cannot be */
 static int curl_init(char *err, size_t err_size)
 {
     if (curl.curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK)
@@ -45,6 +44,7 @@ static int curl_init(char *err, size_t err_size)
     return -EIO;
 }
 
+/* 0 once libcurl is open and initialised; negative when it cannot be */
 static int curl_load(void)
 {
 #define CURL_SYMBOL(f) {#f, (void **)&curl.f},

@@ -55,8 +55,7 @@ struct replica {
     int port;
     enum replica_state state;
     long long state_since_ms, restart_at_ms;
-    long long next_probe_ms; /* ready: when on_probe_tick checks it next; 0: not waiting */
-    size_t due_index;        /* in backend.due while waiting; DUE_NONE otherwise */
+    size_t due_index; /* in backend.due while waiting for a check; DUE_NONE otherwise */
     int failures, restarts, threshold;
     bool ever_ready, crash_loop;
     double period_s, timeout_s, shutdown_timeout_s;
@@ -104,11 +103,11 @@ struct backend {
     bool dirty; /* a replica changed state since the last launch_pending() */
     sd_event_source *probe_tick; /* see on_probe_tick() */
     struct due_entry {
-        long long at; /* the replica's next_probe_ms */
+        long long at; /* when the replica's next check is due (ms, monotonic) */
         struct replica *replica;
     } *due; /* a heap of the replicas waiting for a check */
-    struct health_probe_group *probes; /* their connections; NULL until the first check */
     size_t due_count, due_capacity;
+    struct health_probe_group *probes; /* their connections; NULL until the first check */
 };
 
 #define DUE_NONE SIZE_MAX
@@ -671,10 +670,10 @@ static void due_sift_down(struct backend *b, size_t i)
     due_place(b, i, e);
 }
 
-/* r waits for its check at r->next_probe_ms; false when out of memory */
-static bool due_push(struct backend *b, struct replica *r)
+/* r waits for its check until at; false when out of memory */
+static bool due_push(struct backend *b, struct replica *r, long long at)
 {
-    struct due_entry e = {r->next_probe_ms, r};
+    struct due_entry e = {at, r};
     if (r->due_index != DUE_NONE) {
         b->due[r->due_index] = e;
         due_sift_up(b, r->due_index);
@@ -717,12 +716,12 @@ static void arm_probe_tick(struct backend *b)
         sd_event_source_set_enabled(b->probe_tick, SD_EVENT_OFF);
         return;
     }
-    const struct replica *first = b->due[0].replica;
-    long long slack = (long long)(first->period_s * 100);
+    const struct due_entry *first = &b->due[0];
+    long long slack = (long long)(first->replica->period_s * 100);
     slack = slack < PROBE_TICK_MIN_MS   ? PROBE_TICK_MIN_MS
             : slack > PROBE_TICK_MAX_MS ? PROBE_TICK_MAX_MS
                                         : slack;
-    sd_event_source_set_time(b->probe_tick, (uint64_t)first->next_probe_ms * 1000ULL);
+    sd_event_source_set_time(b->probe_tick, (uint64_t)first->at * 1000ULL);
     sd_event_source_set_time_accuracy(b->probe_tick, (uint64_t)slack * 1000ULL);
     sd_event_source_set_enabled(b->probe_tick, SD_EVENT_ONESHOT);
 }
@@ -736,14 +735,10 @@ static int on_probe_tick(sd_event_source *source, uint64_t usec, void *userdata)
     while (b->due_count && b->due[0].at <= now) {
         struct replica *r = b->due[0].replica;
         due_remove(b, r);
-        r->next_probe_ms = 0;
         if (r->state != REPLICA_READY || probe(r))
             continue;
-        r->next_probe_ms = now + (long long)(r->period_s * 1000);
-        if (!due_push(b, r)) {
-            r->next_probe_ms = 0;
+        if (!due_push(b, r, now + (long long)(r->period_s * 1000)))
             schedule_timer(r, (long long)(r->period_s * 1000));
-        }
     }
     arm_probe_tick(b);
     return 0;
@@ -756,9 +751,7 @@ static void schedule_probe(struct replica *r, long long delay_ms)
     if (!b->probe_tick && sd_event_add_time(b->event, &b->probe_tick, CLOCK_MONOTONIC, 0,
                                             PROBE_TICK_MIN_MS * 1000ULL, on_probe_tick, b) < 0)
         b->probe_tick = NULL;
-    r->next_probe_ms = now_ms(b) + delay_ms;
-    if (!b->probe_tick || !due_push(b, r)) {
-        r->next_probe_ms = 0;
+    if (!b->probe_tick || !due_push(b, r, now_ms(b) + delay_ms)) {
         schedule_timer(r, delay_ms); /* without the tick, on its own timer */
         return;
     }

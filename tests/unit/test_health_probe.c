@@ -794,9 +794,10 @@ static void test_free_inside_the_callback(void **state)
     assert_false(run_until(f->event, &f->calls, 1, 50 * MSEC));
 }
 
-/* Probes of one group that free each other's from their callbacks, and
- * more answers at once than one dispatch takes: every probe is answered
- * once, a freed one never. ASan tells whether a freed probe was touched. */
+/* Probes of one group that free each other's from their callbacks, with
+ * many answers arriving together (taken in one dispatch, up to its 64):
+ * every probe is answered once, a freed one never. ASan tells whether a
+ * freed probe was touched. */
 #define MANY 150
 
 struct crowd {
